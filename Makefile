@@ -1,0 +1,58 @@
+# The two commands a newcomer needs:
+#   make lab    set everything up if needed, then open the course in JupyterLab
+#   make test   set everything up if needed, then run the whole test suite (what CI runs)
+#
+# Everything lives in .venv (created with Python >= 3.11); pins come from constraints.txt.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Extra pytest arguments, e.g. `make test ARGS="-k returns -x"`.
+ARGS   ?=
+# `make notebooks FORCE=1` backs up notebooks you edited, then regenerates them.
+FORCE  ?=
+
+.PHONY: setup notebooks lab test bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "error: no python3.11 or python3 on PATH; install Python 3.11 first" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is needed, found " + sys.version.split()[0] + " at " + sys.executable)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+notebooks: $(STAMP)
+	$(PY) -m course_lib.build $(if $(FORCE),--force)
+
+lab: notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+		$(if $(DISPLAY)$(filter Darwin,$(shell uname -s)),,--no-browser) \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The test command: builds a throw-away copy of every notebook under build/test
+# (your own notebooks are never touched), then runs the unit tests, executes every
+# chapter and solution notebook under nbval, and runs the exercise meta-test.
+test: $(STAMP)
+	rm -rf build/test
+	$(PY) -m course_lib.build --out build/test
+	COURSE_FAST=1 $(PY) -m pytest tests build/test/notebooks build/test/solutions \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_ch01.py
+
+# Re-pin every package after editing pyproject.toml's dependencies.
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet torch==2.13.0 -e '.[test,instructor]'
+	{ sed -n '1,3p' constraints.txt; build/lock-venv/bin/python -m pip freeze --exclude-editable \
+		| sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.new && mv constraints.new constraints.txt
+	@echo "constraints.txt updated; now update the pins in environment.yml (make test checks they agree)"
+
+clean:
+	rm -rf build .pytest_cache

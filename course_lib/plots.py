@@ -1,0 +1,72 @@
+"""Plotly figures the chapters share: value heatmaps on a grid, convergence curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["value_heatmap", "heatmaps_side_by_side", "convergence_plot"]
+
+_COLORSCALE = "RdBu"
+
+
+def _heatmap_trace(values: np.ndarray, shape: tuple[int, int], fmt: str, **kwargs) -> go.Heatmap:
+    grid = np.asarray(values, dtype=np.float64).reshape(shape)
+    lim = float(np.max(np.abs(grid))) or 1.0
+    return go.Heatmap(
+        z=grid,
+        # The text is a template over z, so a callback that replaces z also
+        # updates the numbers printed in the cells.
+        texttemplate="%{z:" + fmt + "}",
+        colorscale=_COLORSCALE,
+        zmid=0.0,
+        zmin=-lim,
+        zmax=lim,
+        hovertemplate="row %{y}, col %{x}<br>V = %{z:.3f}<extra></extra>",
+        **kwargs,
+    )
+
+
+def value_heatmap(values, shape: tuple[int, int], title: str = "", fmt: str = ".1f") -> go.Figure:
+    """A grid of state values, row 0 at the top, each cell labelled with its value.
+
+    ``values`` has shape (S,) with S = n_rows * n_cols (state = row * n_cols + col).
+    """
+    values = np.asarray(values)
+    if values.size != shape[0] * shape[1]:
+        raise ValueError(f"values has {values.size} entries but shape {shape} needs {shape[0] * shape[1]}")
+    fig = go.Figure(_heatmap_trace(values, shape, fmt))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", dtick=1)
+    fig.update_xaxes(constrain="domain", dtick=1)
+    fig.update_layout(title=title, width=460, height=420, margin=dict(l=30, r=30, t=50, b=30))
+    return fig
+
+
+def heatmaps_side_by_side(panels: Mapping[str, np.ndarray], shape: tuple[int, int], title: str = "", fmt: str = ".1f") -> go.Figure:
+    """Several value grids in one row, on one shared colour scale (e.g. ours next to the book's)."""
+    names = list(panels)
+    lim = max(float(np.max(np.abs(np.asarray(v)))) for v in panels.values()) or 1.0
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
+    for i, name in enumerate(names, start=1):
+        trace = _heatmap_trace(np.asarray(panels[name]), shape, fmt, showscale=(i == len(names)))
+        trace.update(zmin=-lim, zmax=lim)
+        fig.add_trace(trace, row=1, col=i)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i}", dtick=1, row=1, col=i)
+        fig.update_xaxes(dtick=1, row=1, col=i)
+    fig.update_layout(title=title, width=380 * len(names), height=400, margin=dict(l=30, r=30, t=80, b=30))
+    return fig
+
+
+def convergence_plot(curves: Mapping[str, Sequence[float]], title: str = "", xaxis: str = "sweep", yaxis: str = "max |V_k - V|") -> go.Figure:
+    """Error per iteration on a log scale, one line per label."""
+    fig = go.Figure()
+    for name, errors in curves.items():
+        errors = np.asarray(errors, dtype=np.float64)
+        fig.add_trace(go.Scatter(x=np.arange(1, len(errors) + 1), y=errors, mode="lines", name=name))
+    fig.update_yaxes(type="log", title=yaxis, exponentformat="power")
+    fig.update_xaxes(title=xaxis)
+    fig.update_layout(title=title, width=700, height=420)
+    return fig

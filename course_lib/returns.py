@@ -1,0 +1,85 @@
+"""Returns computed from reward sequences.
+
+Convention used throughout the course: time is the last axis and
+``rewards[..., t]`` is the reward R_{t+1} received after the action at step t
+(Sutton and Barto's indexing; some notes write it R_t). ``dones[..., t]`` is
+true when the episode ended with that reward, so nothing after it is added in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["discounted_returns"]
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def check_gamma(gamma) -> float:
+    gamma = float(gamma)
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
+    return gamma
+
+
+def discounted_returns(rewards, gamma: float, dones=None):
+    """G_t = R_{t+1} + gamma * (1 - done_t) * G_{t+1}, computed backwards in time.
+
+    Parameters
+    ----------
+    rewards : numpy array or torch tensor of shape (..., T)
+        Time on the last axis, any leading batch axes.
+    gamma : float in [0, 1]
+    dones : bool array of shape (..., T), optional
+        ``dones[..., t]`` ends an episode after step t: G_t does not look past it.
+        The last step never bootstraps (the sequence simply stops there).
+
+    Returns
+    -------
+    Returns of the same shape and type (numpy in, numpy out; torch in, torch out).
+
+    Example
+    -------
+    >>> discounted_returns(np.array([1.0, 1.0, 1.0]), gamma=0.5)
+    array([1.75, 1.5 , 1.  ])
+    >>> discounted_returns(np.array([1.0, 1.0, 1.0]), 0.5, dones=np.array([0, 1, 0]))
+    array([1.5, 1. , 1. ])
+    """
+    gamma = check_gamma(gamma)
+    if not _is_torch(rewards):
+        rewards = np.asarray(rewards)
+        dones = None if dones is None else np.asarray(dones)
+    if rewards.ndim < 1 or rewards.shape[-1] == 0:
+        raise ValueError(f"rewards must have shape (..., T) with T >= 1; got shape {tuple(rewards.shape)}")
+    if dones is not None and tuple(dones.shape) != tuple(rewards.shape):
+        raise ValueError(
+            f"dones must have the shape of rewards {tuple(rewards.shape)}; got shape {tuple(dones.shape)}"
+        )
+    T = rewards.shape[-1]
+    if _is_torch(rewards):
+        import torch
+
+        keep = torch.full_like(rewards, gamma)
+        if dones is not None:
+            keep = keep * (~dones.bool()).to(rewards.dtype)
+        out = torch.empty_like(rewards)
+        # The loop runs over time only; every batch element advances at once.
+        # Writing into a fresh tensor keeps autograd intact (no in-place on inputs).
+        g = rewards[..., T - 1]
+        out[..., T - 1] = g
+        for t in range(T - 2, -1, -1):
+            g = rewards[..., t] + keep[..., t] * g
+            out[..., t] = g
+        return out
+
+    dtype = np.result_type(rewards.dtype, np.float64) if rewards.dtype.kind in "biu" else rewards.dtype
+    keep = np.full(rewards.shape, gamma, dtype=dtype)
+    if dones is not None:
+        keep = keep * ~dones.astype(bool)
+    out = np.empty(rewards.shape, dtype=dtype)
+    g = out[..., T - 1] = rewards[..., T - 1]
+    for t in range(T - 2, -1, -1):
+        g = out[..., t] = rewards[..., t] + keep[..., t] * g
+    return out
