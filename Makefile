@@ -21,7 +21,6 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "error: no python3.11 or python3 on PATH; install Python 3.11 first" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is needed, found " + sys.version.split()[0] + " at " + sys.executable)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
@@ -43,7 +42,7 @@ test: $(STAMP)
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(ARGS)
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_ch01.py
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 # Re-pin every package after editing pyproject.toml's dependencies.
 lock:

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["value_heatmap", "heatmaps_side_by_side", "convergence_plot"]
+__all__ = ["value_heatmap", "heatmaps_side_by_side", "convergence_plot", "add_policy_arrows", "add_path"]
 
 _COLORSCALE = "RdBu"
 
@@ -69,4 +69,40 @@ def convergence_plot(curves: Mapping[str, Sequence[float]], title: str = "", xax
     fig.update_yaxes(type="log", title=yaxis, exponentformat="power")
     fig.update_xaxes(title=xaxis)
     fig.update_layout(title=title, width=700, height=420)
+    return fig
+
+
+_ARROWS = ("↑", "→", "↓", "←")  # actions 0..3 = up, right, down, left (course_lib.mdp.ACTIONS)
+
+
+def add_policy_arrows(fig: go.Figure, pi, shape: tuple[int, int], skip=None, row=None, col=None) -> go.Figure:
+    """Write the greedy action of ``pi`` (shape (S, 4)) as an arrow in each grid cell.
+
+    Ties (several actions with the top probability) show every tied arrow.
+    ``skip`` is a boolean (S,) mask of cells left blank (terminal states).
+    Put it on a ``value_heatmap`` to see values and policy together.
+    """
+    pi = np.asarray(pi, dtype=np.float64)
+    n_rows, n_cols = shape
+    if pi.shape != (n_rows * n_cols, 4):
+        raise ValueError(f"pi must have shape (S, 4) = ({n_rows * n_cols}, 4); got {pi.shape}")
+    best = pi >= pi.max(axis=1, keepdims=True) - 1e-9
+    text = ["".join(a for a, b in zip(_ARROWS, row_best) if b) for row_best in best]
+    if skip is not None:
+        text = ["" if k else t for t, k in zip(text, np.asarray(skip, dtype=bool))]
+    ys, xs = np.divmod(np.arange(n_rows * n_cols), n_cols)
+    fig.add_trace(
+        go.Scatter(x=xs, y=ys, mode="text", text=text, textfont=dict(size=22), hoverinfo="skip", showlegend=False),
+        row=row, col=col,
+    )
+    return fig
+
+
+def add_path(fig: go.Figure, states, shape: tuple[int, int], name: str, color: str | None = None, row=None, col=None) -> go.Figure:
+    """Draw a sequence of grid states (state = row * n_cols + col) as a line through cell centres."""
+    ys, xs = np.divmod(np.asarray(states, dtype=int), shape[1])
+    fig.add_trace(
+        go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=dict(width=4, color=color)),
+        row=row, col=col,
+    )
     return fig

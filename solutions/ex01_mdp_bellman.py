@@ -22,7 +22,7 @@
 # %% nbgrader={"grade": false, "grade_id": "imports", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import numpy as np
 
-from course_lib.checks import check_discounted_returns, check_evaluate_policy, check_q_from_v
+from course_lib.checks.ch01 import check_discounted_returns, check_evaluate_policy, check_q_from_v
 from course_lib.mdp import TabularMDP, small_gridworld, sutton_barto_gridworld, uniform_policy
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "returns_text", "locked": true, "schema_version": 3, "solution": false, "task": false}

@@ -1,46 +1,13 @@
-"""Checks that exercise cells run on a student's function.
-
-Each ``check_*`` takes the student's function, runs it over a grid of cases,
-and compares with a plain-loop reference written here, independently of the
-vectorized kernels in ``course_lib``. A failure raises ``AssertionError`` with
-the case, the first wrong entry, and expected vs got. ``hidden=True`` adds the
-extra cases an instructor's hidden tests run.
-"""
+"""Checks for exercise 1: discounted returns, exact policy evaluation, Q from V."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .mdp import TabularMDP, small_gridworld, sutton_barto_gridworld, uniform_policy
+from ..mdp import TabularMDP, small_gridworld, sutton_barto_gridworld, uniform_policy
+from . import assert_close, grid_labels, random_mdp
 
-__all__ = ["check_discounted_returns", "check_evaluate_policy", "check_q_from_v", "assert_close"]
-
-
-def assert_close(got, expected, what: str, case: str, atol: float = 1e-6, rtol: float = 1e-6, labels=None) -> None:
-    """Assert ``got`` matches ``expected`` and say where and how it does not.
-
-    ``labels`` names the indices of the first axis (e.g. "state" or a grid
-    coordinate function) to make the message speak the student's language.
-    """
-    if got is None:
-        raise AssertionError(f"{what} returned None for case '{case}'. Did you forget `return`?")
-    if type(expected).__module__.startswith("torch"):
-        if not type(got).__module__.startswith("torch"):
-            raise AssertionError(f"{what}, case '{case}': expected a torch tensor back (torch in, torch out); got {type(got).__name__}")
-        got, expected = got.detach().cpu().numpy(), expected.detach().cpu().numpy()
-    elif not isinstance(got, np.ndarray):
-        raise AssertionError(f"{what}, case '{case}': expected a numpy array; got {type(got).__name__}")
-    if got.shape != expected.shape:
-        raise AssertionError(f"{what}, case '{case}': expected shape {expected.shape}; got shape {got.shape}")
-    ok = np.isclose(got, expected, atol=atol, rtol=rtol)
-    if not ok.all():
-        idx = tuple(int(i) for i in np.argwhere(~ok)[0])
-        where = labels(idx) if labels else f"index {idx if len(idx) > 1 else idx[0]}"
-        n_bad = int((~ok).sum())
-        raise AssertionError(
-            f"{what}, case '{case}': at {where} expected {expected[idx]:.6g}, got {got[idx]:.6g} "
-            f"({n_bad} of {ok.size} entries differ)"
-        )
+__all__ = ["check_discounted_returns", "check_evaluate_policy", "check_q_from_v"]
 
 
 # ---------------------------------------------------------------- returns
@@ -85,30 +52,6 @@ def check_discounted_returns(discounted_returns, hidden: bool = False) -> None:
 
 
 # ---------------------------------------------------------------- policy evaluation
-def _grid_labels(mdp: TabularMDP):
-    if mdp.shape is None:
-        return lambda idx: f"state {idx[0]}" + (f", action {idx[1]}" if len(idx) > 1 else "")
-    n_cols = mdp.shape[1]
-    actions = ("up", "right", "down", "left")
-
-    def label(idx):
-        r, c = divmod(idx[0], n_cols)
-        text = f"state {idx[0]} (row {r}, col {c})"
-        return text + (f", action {actions[idx[1]]}" if len(idx) > 1 else "")
-
-    return label
-
-
-def _random_mdp(rng, S: int, A: int, gamma: float, n_terminal: int = 0) -> TabularMDP:
-    P = rng.dirichlet(np.ones(S), size=(S, A))
-    R = rng.normal(size=(S, A))
-    terminal = np.zeros(S, dtype=bool)
-    terminal[:n_terminal] = True
-    P[terminal] = np.eye(S)[terminal][:, None, :]
-    R[terminal] = 0.0
-    return TabularMDP(P, R, gamma, terminal=terminal)
-
-
 def _evaluate_loop(mdp: TabularMDP, pi: np.ndarray, sweeps: int = 5000) -> np.ndarray:
     """Iterate the Bellman expectation equation state by state until it settles."""
     S, A = pi.shape
@@ -132,12 +75,12 @@ def _policy_cases(hidden: bool):
     yield "Example 4.1 (4x4 grid, gamma 1, random policy)", grid, uniform_policy(grid)
     g35 = sutton_barto_gridworld()
     yield "Example 3.5 (5x5 grid, gamma 0.9, random policy)", g35, uniform_policy(g35)
-    mdp = _random_mdp(rng, 6, 3, 0.8)
+    mdp = random_mdp(rng, 6, 3, 0.8)
     yield "random 6-state MDP, gamma 0.8", mdp, rng.dirichlet(np.ones(3), size=6)
     if hidden:
-        mdp = _random_mdp(rng, 7, 2, 0.5, n_terminal=2)
+        mdp = random_mdp(rng, 7, 2, 0.5, n_terminal=2)
         yield "random MDP with 2 terminal states, gamma 0.5", mdp, rng.dirichlet(np.ones(2), size=7)
-        mdp = _random_mdp(rng, 5, 4, 0.0)
+        mdp = random_mdp(rng, 5, 4, 0.0)
         yield "gamma 0: V is the expected next reward", mdp, rng.dirichlet(np.ones(4), size=5)
         yield "deterministic policy on the 4x4 grid", small_gridworld(), _route_to_corner()
 
@@ -155,7 +98,7 @@ def check_evaluate_policy(evaluate_policy, hidden: bool = False) -> None:
     n = 0
     for case, mdp, pi in _policy_cases(hidden):
         expected = _evaluate_loop(mdp, pi)
-        assert_close(evaluate_policy(mdp, pi), expected, "evaluate_policy", case, atol=1e-6, labels=_grid_labels(mdp))
+        assert_close(evaluate_policy(mdp, pi), expected, "evaluate_policy", case, atol=1e-6, labels=grid_labels(mdp))
         n += 1
     print(f"evaluate_policy: all {n} cases pass.")
 
@@ -177,14 +120,14 @@ def check_q_from_v(q_from_v, hidden: bool = False) -> None:
     grid = small_gridworld()
     cases = [
         ("Example 4.1 values", grid, _evaluate_loop(grid, uniform_policy(grid))),
-        ("random 5-state MDP with one terminal state, arbitrary V", _random_mdp(rng, 5, 3, 0.9, n_terminal=1), rng.normal(size=5)),
+        ("random 5-state MDP with one terminal state, arbitrary V", random_mdp(rng, 5, 3, 0.9, n_terminal=1), rng.normal(size=5)),
     ]
     if hidden:
         cases += [
             ("Example 3.5, arbitrary V", sutton_barto_gridworld(), rng.normal(size=25)),
-            ("MDP with two terminal states", _random_mdp(rng, 6, 2, 0.7, n_terminal=2), rng.normal(size=6)),
-            ("gamma 0", _random_mdp(rng, 4, 2, 0.0), rng.normal(size=4)),
+            ("MDP with two terminal states", random_mdp(rng, 6, 2, 0.7, n_terminal=2), rng.normal(size=6)),
+            ("gamma 0", random_mdp(rng, 4, 2, 0.0), rng.normal(size=4)),
         ]
     for case, mdp, V in cases:
-        assert_close(q_from_v(mdp, V.copy()), _q_loop(mdp, V), "q_from_v", case, labels=_grid_labels(mdp))
+        assert_close(q_from_v(mdp, V.copy()), _q_loop(mdp, V), "q_from_v", case, labels=grid_labels(mdp))
     print(f"q_from_v: all {len(cases)} cases pass.")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from course_lib import bellman, checks, returns
+from course_lib import bellman, returns
+from course_lib.checks import ch01 as checks
 
 
 # ---------------------------------------------------------------- discounted_returns
