@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["discounted_returns"]
+__all__ = ["discounted_returns", "td_errors", "gae"]
 
 
 def _is_torch(x) -> bool:
@@ -83,3 +83,58 @@ def discounted_returns(rewards, gamma: float, dones=None):
     for t in range(T - 2, -1, -1):
         g = out[..., t] = rewards[..., t] + keep[..., t] * g
     return out
+
+
+def _check_values(rewards, values, dones):
+    if rewards.ndim < 1 or rewards.shape[-1] == 0:
+        raise ValueError(f"rewards must have shape (..., T) with T >= 1; got shape {tuple(rewards.shape)}")
+    expected = tuple(rewards.shape[:-1]) + (rewards.shape[-1] + 1,)
+    if tuple(values.shape) != expected:
+        raise ValueError(
+            f"values must have shape (..., T + 1) = {expected} (the last entry bootstraps the state after "
+            f"step T - 1); got shape {tuple(values.shape)}"
+        )
+    if dones is not None and tuple(dones.shape) != tuple(rewards.shape):
+        raise ValueError(f"dones must have the shape of rewards {tuple(rewards.shape)}; got shape {tuple(dones.shape)}")
+
+
+def td_errors(rewards, values, gamma: float, dones=None):
+    """delta_t = r_t + gamma * (1 - done_t) * V(s_{t+1}) - V(s_t).
+
+    rewards, dones: shape (..., T); values: shape (..., T + 1), where
+    ``values[..., T]`` is the bootstrap value of the state after the last step.
+    A done at step t means s_{t+1} is terminal (or the start of a new episode),
+    so its value is not added. Numpy in, numpy out; torch in, torch out.
+
+    >>> td_errors(np.array([1.0, 1.0]), np.array([0.5, 0.5, 2.0]), gamma=0.5)
+    array([0.75, 1.5 ])
+    """
+    gamma = check_gamma(gamma)
+    if not _is_torch(rewards):
+        rewards, values = np.asarray(rewards, dtype=np.float64), np.asarray(values, dtype=np.float64)
+        dones = None if dones is None else np.asarray(dones)
+    _check_values(rewards, values, dones)
+    next_values = values[..., 1:]
+    if dones is not None:
+        not_done = (~dones.bool()).to(rewards.dtype) if _is_torch(rewards) else 1.0 - dones.astype(np.float64)
+        next_values = next_values * not_done
+    return rewards + gamma * next_values - values[..., :-1]
+
+
+def gae(rewards, values, gamma: float, lam: float, dones=None):
+    """Generalised advantage estimates (Schulman et al. 2016, eq. 16), backwards in time.
+
+    A_t = delta_t + gamma * lam * (1 - done_t) * A_{t+1}, with delta_t from ``td_errors``.
+    lam = 0 gives the TD errors; lam = 1 gives bootstrapped discounted returns minus values.
+
+    rewards, dones: shape (..., T); values: shape (..., T + 1). Returns shape (..., T),
+    numpy in, numpy out; torch in, torch out.
+
+    >>> gae(np.array([1.2, 0.3, 0.8, -0.2]), np.zeros(5), gamma=1.0, lam=0.5)[0]   # the notes' worked example
+    1.525
+    """
+    lam = float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1]; got {lam}")
+    delta = td_errors(rewards, values, gamma, dones)
+    return discounted_returns(delta, float(gamma) * lam, dones)
