@@ -27,6 +27,11 @@ __all__ = [
     "sutton_barto_gridworld",
     "small_gridworld",
     "uniform_policy",
+    "cliff_walking",
+    "CLIFF_SHAPE",
+    "CLIFF_START",
+    "CLIFF_GOAL",
+    "CLIFF_CELLS",
 ]
 
 ACTIONS = ("up", "right", "down", "left")
@@ -72,8 +77,9 @@ class TabularMDP:
     shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        P = np.asarray(self.P, dtype=np.float64)
-        R = np.asarray(self.R, dtype=np.float64)
+        # Copies: the MDP is validated once, so no caller may change it afterwards.
+        P = np.array(self.P, dtype=np.float64)
+        R = np.array(self.R, dtype=np.float64)
         if P.ndim != 3 or P.shape[0] != P.shape[2]:
             raise ValueError(f"P must have shape (S, A, S); got shape {P.shape}")
         S, A, _ = P.shape
@@ -99,7 +105,7 @@ class TabularMDP:
         if self.terminal is None:
             terminal = np.zeros(S, dtype=bool)
         else:
-            terminal = np.asarray(self.terminal)
+            terminal = np.array(self.terminal)
             if terminal.shape != (S,):
                 raise ValueError(f"terminal must have shape (S,) = ({S},); got shape {terminal.shape}")
             if terminal.dtype != bool:
@@ -194,3 +200,45 @@ def small_gridworld(gamma: float = 1.0) -> TabularMDP:
         4, 4, gamma, step_reward=-1.0, wall_reward=-1.0,
         terminal_cells=((0, 0), (3, 3)),
     )
+
+
+# Cliff walking (Sutton and Barto 2018, Example 6.6): a 4 x 12 grid, start in the
+# bottom-left corner, goal in the bottom-right, the cells between them are the cliff.
+CLIFF_SHAPE = (4, 12)
+CLIFF_START = 3 * 12 + 0
+CLIFF_GOAL = 3 * 12 + 11
+CLIFF_CELLS = tuple(3 * 12 + c for c in range(1, 11))
+
+
+def cliff_walking(gamma: float = 1.0, cliff_reward: float = -100.0) -> TabularMDP:
+    """Example 6.6 of Sutton and Barto (2018): the cliff walk, episodic, gamma = 1.
+
+    Every move pays -1 (bumping into the edge included) except a move *into* a
+    cliff cell, which pays ``cliff_reward`` (-100) and puts the agent back on
+    ``CLIFF_START`` (row 3, col 0) at once. ``CLIFF_GOAL`` (row 3, col 11) is
+    terminal. The cliff cells can never be occupied; they are flagged terminal
+    so that they hold value 0 and no sampler starts in them. Episodes start in
+    ``CLIFF_START``: pass it to the learners (``course_lib.td``) or to
+    ``TabularEnv.reset(options={"state": CLIFF_START})``.
+
+    >>> mdp = cliff_walking()
+    >>> int(mdp.P[CLIFF_START, 1].argmax()) == CLIFF_START, float(mdp.R[CLIFF_START, 1])   # step right: off the cliff
+    (True, -100.0)
+    >>> int(mdp.P[CLIFF_START, 0].argmax()), float(mdp.R[CLIFF_START, 0])                   # step up: (2, 0)
+    (24, -1.0)
+    """
+    n_rows, n_cols = CLIFF_SHAPE
+    base = gridworld(n_rows, n_cols, gamma, step_reward=-1.0, wall_reward=-1.0, terminal_cells=((3, n_cols - 1),))
+    next_state = base.P.argmax(axis=2)                     # (S, A); the grid is deterministic
+    R = base.R.copy()
+    cliff = np.zeros(base.n_states, dtype=bool)
+    cliff[list(CLIFF_CELLS)] = True
+    into_cliff = cliff[next_state] & ~cliff[:, None]      # (S, A): moves that step over the edge
+    next_state[into_cliff] = CLIFF_START
+    R[into_cliff] = cliff_reward
+    next_state[cliff] = np.arange(base.n_states)[cliff, None]
+    R[cliff] = 0.0
+    S, A = next_state.shape
+    P = np.zeros((S, A, S))
+    P[np.arange(S)[:, None], np.arange(A)[None, :], next_state] = 1.0
+    return TabularMDP(P, R, gamma, terminal=base.terminal | cliff, shape=CLIFF_SHAPE)

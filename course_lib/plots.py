@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -60,12 +61,30 @@ def heatmaps_side_by_side(panels: Mapping[str, np.ndarray], shape: tuple[int, in
     return fig
 
 
-def convergence_plot(curves: Mapping[str, Sequence[float]], title: str = "", xaxis: str = "sweep", yaxis: str = "max |V_k - V|") -> go.Figure:
-    """Error per iteration on a log scale, one line per label."""
+def convergence_plot(
+    curves: Mapping[str, Sequence[float]],
+    title: str = "",
+    xaxis: str = "sweep",
+    yaxis: str = "max |V_k - V|",
+    bounds: Mapping[str, Sequence[float]] | None = None,
+) -> go.Figure:
+    """Error per iteration on a log scale, one line per label.
+
+    ``bounds[label]``, if given, is drawn dashed in the colour of that label's curve
+    (e.g. the contraction bound gamma^k * error_0 next to the measured error).
+    """
+    palette = px.colors.qualitative.Plotly
     fig = go.Figure()
-    for name, errors in curves.items():
+    for i, (name, errors) in enumerate(curves.items()):
+        color = palette[i % len(palette)]
         errors = np.asarray(errors, dtype=np.float64)
-        fig.add_trace(go.Scatter(x=np.arange(1, len(errors) + 1), y=errors, mode="lines", name=name))
+        fig.add_trace(go.Scatter(x=np.arange(1, len(errors) + 1), y=errors, mode="lines", name=name, line=dict(color=color)))
+        if bounds is not None and name in bounds:
+            bound = np.asarray(bounds[name], dtype=np.float64)
+            fig.add_trace(go.Scatter(
+                x=np.arange(1, len(bound) + 1), y=bound, mode="lines", name=f"bound, {name}",
+                line=dict(color=color, dash="dash", width=1),
+            ))
     fig.update_yaxes(type="log", title=yaxis, exponentformat="power")
     fig.update_xaxes(title=xaxis)
     fig.update_layout(title=title, width=700, height=420)

@@ -61,6 +61,10 @@ def discounted_returns(rewards, gamma: float, dones=None):
     if _is_torch(rewards):
         import torch
 
+        if not torch.is_floating_point(rewards):
+            rewards = rewards.to(torch.get_default_dtype())
+        if dones is not None:
+            dones = torch.as_tensor(dones, device=rewards.device)
         keep = torch.full_like(rewards, gamma)
         if dones is not None:
             keep = keep * (~dones.bool()).to(rewards.dtype)
@@ -75,14 +79,19 @@ def discounted_returns(rewards, gamma: float, dones=None):
         return out
 
     dtype = np.result_type(rewards.dtype, np.float64) if rewards.dtype.kind in "biu" else rewards.dtype
-    keep = np.full(rewards.shape, gamma, dtype=dtype)
+    # Time first, batch flattened to one axis: each step of the backward sweep then
+    # works on one row holding every batch element, with no temporaries (out=).
+    r = np.moveaxis(rewards, -1, 0).reshape(T, -1)                    # (T, N)
+    keep = np.full(r.shape, gamma, dtype=dtype)
     if dones is not None:
-        keep = keep * ~dones.astype(bool)
-    out = np.empty(rewards.shape, dtype=dtype)
-    g = out[..., T - 1] = rewards[..., T - 1]
+        keep[np.moveaxis(dones, -1, 0).reshape(T, -1).astype(bool)] = 0.0
+    out = np.empty(r.shape, dtype=dtype)
+    out[T - 1] = r[T - 1]
     for t in range(T - 2, -1, -1):
-        g = out[..., t] = rewards[..., t] + keep[..., t] * g
-    return out
+        np.multiply(keep[t], out[t + 1], out=out[t])
+        out[t] += r[t]
+    batch_shape = rewards.shape[:-1]
+    return np.ascontiguousarray(np.moveaxis(out.reshape((T,) + batch_shape), 0, -1))
 
 
 def _check_values(rewards, values, dones):
@@ -130,7 +139,7 @@ def gae(rewards, values, gamma: float, lam: float, dones=None):
     rewards, dones: shape (..., T); values: shape (..., T + 1). Returns shape (..., T),
     numpy in, numpy out; torch in, torch out.
 
-    >>> gae(np.array([1.2, 0.3, 0.8, -0.2]), np.zeros(5), gamma=1.0, lam=0.5)[0]   # the notes' worked example
+    >>> float(gae(np.array([1.2, 0.3, 0.8, -0.2]), np.zeros(5), gamma=1.0, lam=0.5)[0])   # the notes' worked example
     1.525
     """
     lam = float(lam)
