@@ -171,3 +171,183 @@ def v_from_q(pi, Q) -> np.ndarray:
     if pi.ndim != 2 or pi.shape != Q.shape:
         raise ValueError(f"pi and Q must both have shape (S, A); got pi {pi.shape} and Q {Q.shape}")
     return np.einsum("sa,sa->s", pi, Q)
+
+
+# ---------------------------------------------------------------------------
+# Control: the Bellman optimality equation, value iteration, policy iteration
+# (Sutton and Barto 2018, sections 3.6 and 4.2-4.4).
+#
+#     Q*(s, a) = R[s, a] + gamma * sum_s' P[s, a, s'] V*(s'),     V*(s) = max_a Q*(s, a).
+#
+# A policy that is greedy with respect to Q* is optimal. Every kernel below
+# works on all states and actions at once; the only loops are over sweeps.
+# ---------------------------------------------------------------------------
+
+__all__ += [
+    "greedy_policy",
+    "bellman_optimality_update",
+    "bellman_optimality_sweeps",
+    "value_iteration",
+    "policy_improvement",
+    "policy_iteration",
+    "optimal_actions",
+]
+
+
+def greedy_policy(Q, atol: float = 1e-9) -> np.ndarray:
+    """Deterministic greedy policy as a one-hot array: pi[s, a] = 1 for a = argmax_a' Q[s, a'].
+
+    Q: array of shape (S, A). Returns pi of shape (S, A), one 1 per row.
+    Actions within ``atol`` of the row's maximum count as tied (round-off in Q
+    must not decide), and among tied actions the lowest index wins.
+
+    >>> greedy_policy(np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 0.0]]))
+    array([[0., 1., 0.],
+           [1., 0., 0.]])
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    if Q.ndim != 2 or 0 in Q.shape:
+        raise ValueError(f"Q must have shape (S, A) with S, A >= 1; got shape {Q.shape}")
+    if not np.all(np.isfinite(Q)):
+        raise ValueError("Q must be finite (no NaN or inf)")
+    if not atol >= 0:
+        raise ValueError(f"atol must be >= 0; got {atol}")
+    tied = Q >= Q.max(axis=1, keepdims=True) - atol   # (S, A), at least one True per row
+    best = np.argmax(tied, axis=1)                     # first True: the lowest tied index
+    pi = np.zeros_like(Q)
+    pi[np.arange(Q.shape[0]), best] = 1.0
+    return pi
+
+
+def bellman_optimality_update(mdp: TabularMDP, V) -> np.ndarray:
+    """One application of the Bellman optimality operator: V_new[s] = max_a (R[s, a] + gamma P[s, a] . V).
+
+    V: shape (S,). Returns shape (S,); terminal states stay 0. V* is its
+    unique fixed point when gamma < 1 (the operator is a gamma-contraction in
+    the max norm).
+
+    >>> from course_lib.mdp import small_gridworld
+    >>> bellman_optimality_update(small_gridworld(), np.zeros(16)).reshape(4, 4)[0]
+    array([ 0., -1., -1., -1.])
+    """
+    return q_from_v(mdp, V).max(axis=1)
+
+
+def bellman_optimality_sweeps(mdp: TabularMDP, V0=None) -> Iterator[np.ndarray]:
+    """Yield V_1, V_2, ...: synchronous value-iteration sweeps V_{k+1} = max_a Q_k (endless).
+
+    Every state is updated from the previous sweep's V (the two-array
+    version; Sutton and Barto's box updates in place, which converges to the
+    same V*). V0 defaults to zeros; terminal states are held at 0.
+    """
+    V = np.zeros(mdp.n_states) if V0 is None else np.array(V0, dtype=np.float64)
+    if V.shape != (mdp.n_states,):
+        raise ValueError(f"V0 must have shape (S,) = ({mdp.n_states},); got shape {V.shape}")
+    V[mdp.terminal] = 0.0
+    while True:
+        V = bellman_optimality_update(mdp, V)
+        yield V
+
+
+def value_iteration(mdp: TabularMDP, tol: float = 1e-10, max_sweeps: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """V* of shape (S,) and a greedy optimal policy pi* of shape (S, A) (one-hot), by value iteration.
+
+    Sweeps V_{k+1}[s] = max_a (R[s, a] + gamma sum_s' P[s, a, s'] V_k[s']) over all
+    states at once until no state changes by more than ``tol``; for gamma < 1
+    the result is then within tol * gamma / (1 - gamma) of V*. pi* is greedy
+    with respect to the final Q, ties to the lowest action index.
+
+    Raises RuntimeError if ``max_sweeps`` sweeps do not get there (gamma = 1 on
+    a task where some state can avoid termination forever).
+
+    >>> from course_lib.mdp import small_gridworld
+    >>> V, pi = value_iteration(small_gridworld())
+    >>> V.reshape(4, 4)[0], pi[1]              # from (0, 1) the best move is left
+    (array([ 0., -1., -2., -3.]), array([0., 0., 0., 1.]))
+    """
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0; got {tol}")
+    V_old = np.zeros(mdp.n_states)
+    for sweep, V in enumerate(bellman_optimality_sweeps(mdp), start=1):
+        change = np.max(np.abs(V - V_old))
+        if change < tol:
+            break
+        if sweep >= max_sweeps:
+            raise RuntimeError(
+                f"value iteration did not reach tol={tol} in {max_sweeps} sweeps (last change {change:.3g}); "
+                "with gamma = 1 this happens when some state can avoid termination forever"
+            )
+        V_old = V
+    # V is only tol-accurate, so Q values that are tied in exact arithmetic may
+    # differ by about that much: treat such actions as tied.
+    slack = tol * (mdp.gamma / (1.0 - mdp.gamma) if mdp.gamma < 1.0 else 1.0)
+    return V, greedy_policy(q_from_v(mdp, V), atol=1e-9 + 4.0 * slack)
+
+
+def policy_improvement(mdp: TabularMDP, V, pi=None, atol: float = 1e-9) -> np.ndarray:
+    """The greedy policy with respect to Q = q_from_v(mdp, V), one-hot of shape (S, A).
+
+    If the current deterministic policy ``pi`` (one-hot, shape (S, A)) is given,
+    a state keeps its action unless another one is better by more than
+    ``atol``: policy iteration then stops instead of cycling among equally
+    good actions (Sutton and Barto, exercise 4.4).
+    """
+    Q = q_from_v(mdp, V)
+    new = greedy_policy(Q, atol=atol)
+    if pi is None:
+        return new
+    pi = check_policy(mdp, pi)
+    if not np.all((pi == 0.0) | (pi == 1.0)):
+        raise ValueError("pi must be deterministic (one-hot rows) to be improved in place")
+    states = np.arange(mdp.n_states)
+    current = np.argmax(pi, axis=1)
+    keep = Q[states, current] >= Q.max(axis=1) - atol        # (S,)
+    return np.where(keep[:, None], pi, new)
+
+
+def policy_iteration(mdp: TabularMDP, pi0=None, max_iterations: int = 1_000) -> tuple[np.ndarray, np.ndarray]:
+    """V* of shape (S,) and an optimal one-hot policy pi* of shape (S, A), by policy iteration.
+
+    Alternates exact evaluation (``evaluate_policy``, one linear solve) and
+    greedy improvement until the policy no longer changes; for a finite MDP
+    that takes finitely many iterations. The returned pi is greedy with
+    respect to V*, ties to the lowest action index, like ``value_iteration``'s. The first evaluation is of ``pi0``,
+    by default the uniform random policy (with gamma = 1 an arbitrary
+    deterministic start may never terminate, and then has no value).
+
+    >>> from course_lib.mdp import small_gridworld
+    >>> V, pi = policy_iteration(small_gridworld())
+    >>> V.reshape(4, 4)[3]
+    array([-3., -2., -1.,  0.])
+    """
+    pi = np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions) if pi0 is None else check_policy(mdp, pi0)
+    V = evaluate_policy(mdp, pi)
+    pi_new = policy_improvement(mdp, V)
+    for _ in range(max_iterations):
+        pi = pi_new
+        V = evaluate_policy(mdp, pi)
+        pi_new = policy_improvement(mdp, V, pi)
+        if np.array_equal(pi_new, pi):
+            # pi is optimal; report the canonical greedy policy (ties to the lowest
+            # action), which is optimal too and the one value_iteration returns.
+            return V, greedy_policy(q_from_v(mdp, V))
+    raise RuntimeError(f"policy iteration did not settle in {max_iterations} iterations")
+
+
+def optimal_actions(mdp: TabularMDP, V, atol: float = 1e-6) -> np.ndarray:
+    """Boolean (S, A): the actions whose Q = q_from_v(mdp, V) is within ``atol`` of the best in their state.
+
+    With V = V* these are all the optimal actions (every policy that only
+    picks them is optimal); ``greedy_policy`` keeps just one per state. Ties
+    are what Sutton and Barto's Figure 3.5 draws as several arrows in a cell.
+
+    >>> from course_lib.mdp import small_gridworld
+    >>> mdp = small_gridworld()
+    >>> V, _ = value_iteration(mdp)
+    >>> optimal_actions(mdp, V)[5]             # from (1, 1): up and left are equally short
+    array([ True, False, False,  True])
+    """
+    if not atol >= 0:
+        raise ValueError(f"atol must be >= 0; got {atol}")
+    Q = q_from_v(mdp, V)
+    return Q >= Q.max(axis=1, keepdims=True) - atol

@@ -125,3 +125,89 @@ def add_path(fig: go.Figure, states, shape: tuple[int, int], name: str, color: s
         row=row, col=col,
     )
     return fig
+
+
+# ---------------------------------------------------------------- chapter 9: PPO's clipped objective
+__all__ += ["clip_objective_curves", "clip_objective_figure"]
+
+
+def clip_objective_curves(eps: float, ratio) -> dict:
+    """The clipped objective min(r A, clip(r, 1 - eps, 1 + eps) A) at A = +1 and A = -1, and where it is flat.
+
+    ratio: 1-D array of r values. Returns a dict of arrays of the shape of ratio:
+    ``"A>0"`` and ``"A<0"`` (the objective), and ``"flat A>0"``/``"flat A<0"``: the
+    objective where its derivative in r is 0 (the clip is active), NaN elsewhere.
+    """
+    from .losses import ppo_clip_objective
+
+    r = np.asarray(ratio, dtype=np.float64)
+    pos = ppo_clip_objective(r, np.ones_like(r), eps)
+    neg = ppo_clip_objective(r, -np.ones_like(r), eps)
+    return {
+        "A>0": pos,
+        "A<0": neg,
+        "flat A>0": np.where(r > 1 + eps, pos, np.nan),
+        "flat A<0": np.where(r < 1 - eps, neg, np.nan),
+    }
+
+
+def clip_objective_figure(eps: float, ratio_max: float = 2.5, n_points: int = 501) -> go.Figure:
+    """Two panels, A = +1 and A = -1: the plain surrogate r A, PPO's clipped objective, and its flat part.
+
+    The shaded band is the clip range [1 - eps, 1 + eps]; on the red segments the objective
+    no longer depends on r, so a sample there contributes no gradient.
+    Traces 0-2 are the A > 0 panel (r A, clipped, flat), traces 3-5 the A < 0 panel;
+    shapes 0 and 1 are the two bands (``course_lib.widgets.update_clip_figure`` relies on this order).
+    """
+    r = np.linspace(0.0, ratio_max, n_points)
+    curves = clip_objective_curves(eps, r)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("advantage A = +1", "advantage A = -1"), horizontal_spacing=0.1)
+    for col, sign, key in ((1, 1.0, "A>0"), (2, -1.0, "A<0")):
+        fig.add_trace(go.Scatter(x=r, y=sign * r, mode="lines", name="r A (no clip)", line=dict(dash="dash", color="gray"),
+                                 showlegend=(col == 1)), row=1, col=col)
+        fig.add_trace(go.Scatter(x=r, y=curves[key], mode="lines", name="min(r A, clip(r) A)", line=dict(width=3, color="#1f77b4"),
+                                 showlegend=(col == 1)), row=1, col=col)
+        fig.add_trace(go.Scatter(x=r, y=curves["flat " + key], mode="lines", name="flat: no gradient",
+                                 line=dict(width=6, color="#d62728"), showlegend=(col == 1)), row=1, col=col)
+    for col in (1, 2):
+        fig.add_vrect(x0=1 - eps, x1=1 + eps, fillcolor="green", opacity=0.12, line_width=0, row=1, col=col)
+    fig.update_xaxes(title="ratio r = pi_new(a|s) / pi_old(a|s)", range=[0, ratio_max])
+    fig.update_yaxes(title="objective", range=[-ratio_max - 0.1, ratio_max + 0.1])
+    fig.update_layout(title=f"PPO's clipped objective, eps = {eps:.2f}", width=900, height=420)
+    return fig
+
+
+# ---------------------------------------------------------------- chapter 7: GAE's bias-variance trade-off
+__all__ += ["gae_tradeoff_title", "gae_tradeoff_figure"]
+
+
+def gae_tradeoff_title(gamma: float, lam: float, bias2: float, var_of_mean: float, n_average: int) -> str:
+    return (f"gamma = {gamma:.2f}, lambda = {lam:.2f}: bias^2 {bias2:.2e} + variance of a mean of {n_average} "
+            f"{var_of_mean:.2e} = MSE {bias2 + var_of_mean:.2e}")
+
+
+def gae_tradeoff_figure(lams, bias2, variance, n_average: int, gamma: float, lam: float) -> go.Figure:
+    """Bias squared, variance of a mean of ``n_average`` estimates, and their sum (the MSE), against lambda.
+
+    lams, bias2, variance: arrays of shape (L,) (``course_lib.pg.gae_bias_variance`` gives them;
+    ``variance`` is that of one estimate). A marker on each curve shows the current ``lam``.
+    Traces, in order: 0 bias^2, 1 variance / n_average, 2 MSE, 3 the markers at ``lam``
+    (``course_lib.widgets.update_gae_tradeoff`` relies on this order).
+    """
+    lams = np.asarray(lams, dtype=np.float64)
+    bias2 = np.asarray(bias2, dtype=np.float64)
+    var_mean = np.asarray(variance, dtype=np.float64) / n_average
+    mse = bias2 + var_mean
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=lams, y=bias2, mode="lines", name="bias^2 (action-dependent part)", line=dict(width=3)))
+    fig.add_trace(go.Scatter(x=lams, y=var_mean, mode="lines", name=f"variance of a mean of {n_average} estimates",
+                             line=dict(width=3)))
+    fig.add_trace(go.Scatter(x=lams, y=mse, mode="lines", name="MSE = bias^2 + variance", line=dict(width=3, dash="dash",
+                                                                                                     color="black")))
+    at = [float(np.interp(lam, lams, y)) for y in (bias2, var_mean, mse)]
+    fig.add_trace(go.Scatter(x=[lam] * 3, y=at, mode="markers", name="current lambda",
+                             marker=dict(size=12, color="black", symbol="diamond")))
+    fig.update_xaxes(title="lambda", range=[-0.02, 1.02])
+    fig.update_yaxes(title="squared error of the advantage estimate", rangemode="tozero")
+    fig.update_layout(title=gae_tradeoff_title(gamma, lam, at[0], at[1], n_average), width=800, height=440)
+    return fig
