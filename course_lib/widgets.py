@@ -199,7 +199,7 @@ def cliff_figure(comparison: dict) -> go.Figure:
     from .mdp import CLIFF_CELLS, CLIFF_GOAL, CLIFF_SHAPE, CLIFF_START
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.08,
-                        subplot_titles=("online return per episode", "greedy path at the end"))
+                        subplot_titles=("online return per episode", "greedy path at the end (the most common one)"))
     for name in ("sarsa", "q_learning"):
         curve = comparison[name + "_curve"]
         fig.add_trace(go.Scatter(x=np.arange(1, len(curve) + 1), y=curve, mode="lines", name=_CLIFF_NAMES[name],
@@ -219,8 +219,8 @@ def cliff_figure(comparison: dict) -> go.Figure:
         ys, xs = np.divmod(comparison[name + "_path"], n_cols)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", showlegend=False, hoverinfo="skip",
                                  line=dict(width=4, color=_CLIFF_COLOURS[name])), row=1, col=2)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x2", dtick=1, row=1, col=2)
-    fig.update_xaxes(dtick=1, row=1, col=2)
+    fig.update_yaxes(range=[n_rows - 0.5, -0.5], scaleanchor="x2", dtick=1, row=1, col=2)
+    fig.update_xaxes(range=[-0.5, n_cols - 0.5], dtick=1, row=1, col=2)
     fig.update_xaxes(title="episode", row=1, col=1)
     fig.update_yaxes(title="sum of rewards during episode", range=[-120, 0], row=1, col=1)
     fig.update_layout(title=cliff_title(comparison), width=1000, height=380)
