@@ -10,6 +10,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Extra pytest arguments, e.g. `make test ARGS="-k returns -x"`.
 ARGS   ?=
+# Parallel test workers (pytest-xdist); `make test JOBS=0` runs everything in one process.
+JOBS   ?= auto
 # `make notebooks FORCE=1` backs up notebooks you edited, then regenerates them.
 FORCE  ?=
 
@@ -39,7 +41,8 @@ test: $(STAMP)
 	rm -rf build/test
 	$(PY) -m course_lib.build --out build/test
 	COURSE_FAST=1 $(PY) -m pytest tests build/test/notebooks build/test/solutions \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 $(ARGS)
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+		-n $(JOBS) --dist loadscope --durations=15 $(ARGS)
 
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
