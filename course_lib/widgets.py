@@ -398,3 +398,69 @@ def gae_tradeoff_sliders(mdp: TabularMDP, pi, gamma: float = 0.9, lam: float = 0
     box = widgets.VBox([lam_slider, gamma_slider, fig])
     box.lam_slider, box.gamma_slider, box.figure = lam_slider, gamma_slider, fig
     return box
+
+
+# ---------------------------------------------------------------- chapter 10: temperature
+__all__ += ["softmax_with_temperature", "update_temperature_bars", "temperature_slider"]
+
+
+def softmax_with_temperature(logits, temperature: float) -> np.ndarray:
+    """softmax(logits / temperature) over the last axis; temperature 0 puts all mass on the argmax.
+
+    >>> softmax_with_temperature(np.array([2.0, 1.0, 0.0]), 1.0).round(3)
+    array([0.665, 0.245, 0.09 ])
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0; got {temperature}")
+    if temperature == 0:
+        return (np.arange(z.shape[-1]) == np.argmax(z, axis=-1)[..., None]).astype(np.float64)
+    z = z / temperature
+    z = z - z.max(axis=-1, keepdims=True)  # exp of large logits would overflow
+    p = np.exp(z)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
+def _entropy(p: np.ndarray) -> float:
+    nz = p[p > 0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def update_temperature_bars(fig: go.Figure, logits, temperature: float) -> tuple[np.ndarray, float]:
+    """Redraw the bars of ``fig`` with softmax(logits / temperature); return (probabilities, entropy in nats).
+
+    The slider's callback; works on a plain ``go.Figure`` as well as a ``go.FigureWidget``.
+    """
+    p = softmax_with_temperature(logits, temperature)
+    H = _entropy(p)
+    with fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext():
+        fig.data[0].y = p
+        fig.layout.title.text = f"pi(a | s) at temperature {temperature:.2f}: entropy {H:.2f} nats (max {np.log(len(p)):.2f})"
+    return p, H
+
+
+def temperature_slider(logits, labels, temperature: float = 1.0, min_temperature: float = 0.0,
+                       max_temperature: float = 3.0, step: float = 0.05) -> widgets.VBox:
+    """A temperature slider above a bar chart of the next-token distribution softmax(logits / T).
+
+    ``logits`` (V,) are one state's next-token logits and ``labels`` (V,) the
+    tokens' printable names. The box exposes ``.slider`` and ``.figure``.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 1 or len(labels) != len(logits):
+        raise ValueError(f"logits must have shape (V,) and labels V entries; got {logits.shape} and {len(labels)}")
+    if not min_temperature <= temperature <= max_temperature:
+        raise ValueError(f"temperature must lie in [min_temperature, max_temperature] = [{min_temperature}, {max_temperature}]; got {temperature}")
+    fig = go.FigureWidget(go.Bar(x=list(labels), y=np.zeros(len(logits))))
+    fig.update_layout(yaxis=dict(range=[0, 1], title="probability"), xaxis=dict(title="next token", type="category"),
+                      width=760, height=360, margin=dict(l=50, r=20, t=50, b=40))
+    update_temperature_bars(fig, logits, temperature)
+    slider = widgets.FloatSlider(
+        value=temperature, min=min_temperature, max=max_temperature, step=step,
+        description="temperature", continuous_update=True, readout_format=".2f",
+        layout=widgets.Layout(width="420px"), style={"description_width": "initial"},
+    )
+    slider.observe(lambda change: update_temperature_bars(fig, logits, change["new"]), names="value")
+    box = widgets.VBox([slider, fig])
+    box.slider, box.figure = slider, fig
+    return box
