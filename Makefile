@@ -15,7 +15,7 @@ JOBS   ?= auto
 # `make notebooks FORCE=1` backs up notebooks you edited, then regenerates them.
 FORCE  ?=
 
-.PHONY: setup notebooks lab test bench lock clean
+.PHONY: setup notebooks lab test bench lock clean release grade
 
 setup: $(STAMP)
 
@@ -43,6 +43,15 @@ test: $(STAMP)
 	COURSE_FAST=1 $(PY) -m pytest tests build/test/notebooks build/test/solutions \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		-n $(JOBS) --dist loadscope --durations=15 $(ARGS)
+
+# Instructors: release the student notebooks (all chapters, or CHAPTER=N), and
+# grade a folder laid out as SUBMISSIONS/<student>/<assignment>/<notebook>.ipynb.
+release: $(STAMP)
+	$(PY) -m course_lib.grading release $(if $(CHAPTER),--chapter $(CHAPTER),--all)
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submitted" >&2; exit 1; }
+	$(PY) -m course_lib.grading grade $(SUBMISSIONS) --gradebook build/grading/gradebook.csv --feedback build/grading/feedback
 
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

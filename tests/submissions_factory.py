@@ -1,0 +1,285 @@
+"""Make student submissions for the grading tests and benchmark: good, wrong (mutants) and bad ones.
+
+Everything starts from the notebook nbgrader released, the way a student's
+work does: ``solved`` fills its solution cells with the instructor's answer
+(the source's solution regions without their markers) or with other code.
+
+Mutants are data: ``MUTANTS[assignment][solution_cell]`` lists plausible wrong
+bodies for that cell, each of which must cost the points of ``CHECK_OF[cell]``.
+Add an exercise's mutants here as a new entry; the tests pick it up.
+
+Bad submissions (``bad_submissions``) are the issue's list, built on
+exercise 1: each says which checks must keep full marks, which must score 0,
+and what the gradebook's status must say.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+EX01 = "ex01_mdp_bellman"
+
+
+# ---------------------------------------------------------------- reading the course folder
+def released(course_dir: Path, assignment: str) -> nbformat.NotebookNode:
+    """A fresh copy of the notebook students were given."""
+    return nbformat.read(Path(course_dir) / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def _source(course_dir: Path, assignment: str) -> nbformat.NotebookNode:
+    return nbformat.read(Path(course_dir) / "source" / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+def _gid(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def answers(course_dir: Path, assignment: str) -> dict[str, str]:
+    """The instructor's answer to each solution cell, as a student would type it (no markers)."""
+    out = {}
+    for cell in _source(course_dir, assignment).cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            lines = [line for line in cell.source.split("\n") if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line]
+            out[_gid(cell)] = "\n".join(lines)
+    return out
+
+
+def solved(course_dir: Path, assignment: str, replace: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """The released notebook with every solution cell answered; ``replace`` overrides cells by grade_id."""
+    nb = released(course_dir, assignment)
+    given = {**answers(course_dir, assignment), **(replace or {})}
+    for cell in nb.cells:
+        if _gid(cell) in given and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            cell.source = given[_gid(cell)]
+    return nb
+
+
+def put(submitted: Path, student: str, assignment: str, content, name: str | None = None) -> Path:
+    """Write ``content`` (a notebook, bytes or text) as ``submitted/<student>/<assignment>/<name>``."""
+    path = Path(submitted) / student / assignment / (name or f"{assignment}.ipynb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    else:
+        nbformat.write(content, path)
+    return path
+
+
+def without(nb: nbformat.NotebookNode, *grade_ids: str) -> nbformat.NotebookNode:
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if _gid(c) not in grade_ids]
+    return nb
+
+
+def cell(nb: nbformat.NotebookNode, grade_id: str):
+    return next(c for c in nb.cells if _gid(c) == grade_id)
+
+
+# ---------------------------------------------------------------- mutants, as data
+@dataclass(frozen=True)
+class Mutant:
+    what: str  # the mistake, in the words of the issue
+    code: str  # the whole solution cell as the student wrote it
+
+
+CHECK_OF = {EX01: {"returns": "returns_check", "evaluate": "evaluate_check", "q_from_v": "q_from_v_check"}}
+
+_RETURNS = '''def discounted_returns(rewards, gamma, dones=None):
+    rewards = np.asarray(rewards, dtype=np.float64)
+    not_done = np.ones_like(rewards) if dones is None else 1.0 - np.asarray(dones, dtype=np.float64)
+    G = np.zeros_like(rewards)
+    g = np.zeros(rewards.shape[:-1])
+    for t in {loop}:
+        g = {update}
+        G[..., t] = g
+    return G
+'''
+_EVALUATE = '''def evaluate_policy(mdp, pi):
+    r_pi = np.einsum("sa,sa->s", pi, mdp.R)
+    P_pi = np.einsum({p_pi}, pi, mdp.P)
+    live = ~mdp.terminal
+    V = np.zeros(mdp.n_states)
+    A = np.eye(live.sum()) {sign} mdp.gamma * P_pi[np.ix_(live, live)]
+    V[live] = np.linalg.solve(A, r_pi[live])
+    return V
+'''
+_Q = '''def q_from_v(mdp, V):
+    Q = {q}
+    Q[mdp.terminal] = 0.0
+    return Q
+'''
+
+MUTANTS: dict[str, dict[str, list[Mutant]]] = {
+    EX01: {
+        "returns": [
+            Mutant("missing done mask", _RETURNS.format(loop="reversed(range(rewards.shape[-1]))",
+                                                        update="rewards[..., t] + gamma * g")),
+            Mutant("off-by-one: the last step is never visited",
+                   _RETURNS.format(loop="reversed(range(rewards.shape[-1] - 1))",
+                                   update="rewards[..., t] + gamma * not_done[..., t] * g")),
+        ],
+        "evaluate": [
+            Mutant("wrong axis: P_pi transposed", _EVALUATE.format(p_pi='"sa,sat->ts"', sign="-")),
+            Mutant("wrong sign: I + gamma P_pi", _EVALUATE.format(p_pi='"sa,sat->st"', sign="+")),
+        ],
+        "q_from_v": [
+            Mutant("wrong sign on the future", _Q.format(q="mdp.R - mdp.gamma * (mdp.P @ V)")),
+            Mutant("wrong axis: V indexed by the current state", _Q.format(q='mdp.R + mdp.gamma * np.einsum("sat,s->sa", mdp.P, V)')),
+        ],
+    },
+}
+
+
+def mutant_rounds(assignment: str) -> list[dict[str, Mutant]]:
+    """Round k takes each cell's k-th mutant (cells with fewer mutants repeat their last)."""
+    table = MUTANTS.get(assignment, {})
+    n = max((len(v) for v in table.values()), default=0)
+    return [{cell_id: ms[min(k, len(ms) - 1)] for cell_id, ms in table.items()} for k in range(n)]
+
+
+# ---------------------------------------------------------------- bad submissions
+@dataclass
+class Bad:
+    name: str  # the student's folder name
+    content: object  # notebook, bytes or text
+    full: list[str] = field(default_factory=list)  # checks that keep their points
+    zero: list[str] = field(default_factory=list)  # checks that score 0
+    reason: str = ""  # regular expression the status must match
+    filename: str | None = None  # default: the assignment's notebook name
+
+
+def bad_submissions(course_dir: Path, outside: Path, secrets: list[Path], port: int) -> list[Bad]:
+    """The issue's bad submissions, on exercise 1.
+
+    ``outside`` is a file path the escaping submission tries to write, ``secrets``
+    files it tries to read, ``port`` a local TCP port it tries to connect to.
+    """
+    a = EX01
+    ok = answers(course_dir, a)
+    all_checks = ["returns_check", "evaluate_check", "q_from_v_check"]
+    out = []
+
+    nb = solved(course_dir, a, {"evaluate": "def evaluate_policy(mdp, pi)\n    return np.zeros(mdp.n_states)\n"})
+    out.append(Bad("syntax_error", nb, ["returns_check", "q_from_v_check"], ["evaluate_check"], r"SyntaxError"))
+
+    nb = solved(course_dir, a, {
+        # Sleeps rather than spins, so it does not slow the submissions graded beside it.
+        "returns": "import time\n\ndef discounted_returns(rewards, gamma, dones=None):\n    while True:\n"
+                   "        time.sleep(0.01)\n",
+        # A bare except swallows the interrupt too: the grader must restart the kernel.
+        "q_from_v": "import time\n\ndef q_from_v(mdp, V):\n    while True:\n        try:\n            time.sleep(0.05)\n"
+                    "        except:\n            pass\n",
+    })
+    out.append(Bad("infinite_loops", nb, ["evaluate_check"], ["returns_check", "q_from_v_check"],
+                   r"returns_check' timed out.*ignored the interrupt"))
+
+    nb = solved(course_dir, a, {
+        "returns": "import os\n\ndef discounted_returns(rewards, gamma, dones=None):\n    os._exit(3)\n",
+        "q_from_v": "def q_from_v(mdp, V):\n    hog = []\n    while True:\n        hog.append(np.ones(10**7))\n",
+    })
+    out.append(Bad("kernel_exit_and_memory_hog", nb, ["evaluate_check"], ["returns_check", "q_from_v_check"],
+                   r"kernel died while running this cell \(exit code 3\).*q_from_v_check: MemoryError"))
+
+    nb = without(solved(course_dir, a), "imports", "evaluate_check", "q_from_v", "q_from_v_check")
+    out.append(Bad("deleted_cells", nb, ["returns_check", "evaluate_check"], ["q_from_v_check"],
+                   r"'imports' was deleted: restored.*'evaluate_check' was deleted: restored.*q_from_v_check: NameError"))
+
+    nb = solved(course_dir, a, {"evaluate": MUTANTS[a]["evaluate"][0].code})
+    retyped = cell(nb, "returns_check")
+    retyped.cell_type = "markdown"
+    retyped.pop("outputs", None)
+    retyped.pop("execution_count", None)
+    cell(nb, "evaluate_check").source = "print('all cases pass')  # the check, retyped by hand"
+    out.append(Bad("retyped_grade_cells", nb, ["returns_check", "q_from_v_check"], ["evaluate_check"],
+                   r"(?=.*'returns_check' was turned into a markdown cell)(?=.*'evaluate_check' was edited)"
+                   r".*evaluate_check: AssertionError"))
+
+    # Also warns on stderr while its check runs: nbgrader alone would give that check 0.
+    warns = "import warnings\n\n" + ok["returns"].replace(
+        "):\n", "):\n    warnings.warn('this is fine', RuntimeWarning)\n", 1)
+    nb = solved(course_dir, a, {"returns": warns})
+    cell(nb, "returns_check").metadata["nbgrader"]["points"] = 200
+    nb.cells.append(nbformat.v4.new_code_cell("print('bonus')", metadata={"nbgrader": {
+        "grade": True, "grade_id": "bonus", "points": 100, "solution": False, "locked": True, "schema_version": 3}}))
+    out.append(Bad("invented_points_and_warnings", nb, all_checks, [], r"^nbgrader metadata removed from 1 cell\(s\)[^;]*$"))
+
+    renamed = ok["returns"].replace("def discounted_returns(", "def discounted_return(")
+    shape = _new_return(ok["evaluate"], "V.reshape(-1, 1)")
+    wrong_type = _new_return(ok["q_from_v"], "Q.tolist()")
+    nb = solved(course_dir, a, {"returns": renamed, "evaluate": shape, "q_from_v": wrong_type})
+    out.append(Bad("renamed_and_wrong_types", nb, [], all_checks,
+                   r"returns_check: NameError.*evaluate_check: AssertionError.*expected shape.*"
+                   r"q_from_v_check: AssertionError.*expected a numpy array"))
+
+    out.append(Bad("empty_file", b"", [], all_checks, r"the file is empty"))
+    out.append(Bad("not_json", b"\x89PNG\r\n\x1a\n not a notebook", [], all_checks, r"not JSON"))
+    other = solved(course_dir, a)
+    other.metadata["course"] = {"generated_from": "solutions/ex99_other_topic.py"}
+    out.append(Bad("other_assignment", other, [], all_checks, r"notebook of another assignment \(solutions/ex99"))
+    unmarked = solved(course_dir, a)
+    unmarked.metadata.pop("course", None)
+    for c in unmarked.cells:
+        if _gid(c):
+            c.metadata["nbgrader"]["grade_id"] = "ex99_" + _gid(c)
+    out.append(Bad("other_assignment_unmarked", unmarked, [], all_checks, r"none of ex01_mdp_bellman's cells"))
+    out.append(Bad("wrong_file_name", solved(course_dir, a), [], all_checks,
+                   r"no ex01_mdp_bellman.ipynb was handed in \(found: my_work.ipynb\)", filename="my_work.ipynb"))
+
+    nb = solved(course_dir, a, {"returns": "for _ in range(20_000):\n    print('spam ' * 200)\n\n" + ok["returns"]})
+    out.append(Bad("huge_output", nb, all_checks, [], r"'returns' printed too much"))
+    big = solved(course_dir, a)
+    big.cells.append(nbformat.v4.new_markdown_cell("x" * (3 * 2**20)))
+    out.append(Bad("huge_file", big, [], all_checks, r"over the 2 MB limit"))
+
+    # Markers are built at run time, so they appear in the feedback only if the code printed them.
+    escape = f'''import os, socket
+with open(os.path.expanduser("~/notes.txt"), "w") as f:  # the sandbox's own home: allowed
+    f.write("fine")
+for target in [{str(outside)!r}, "../../../../../escaped-relative.txt"]:
+    try:
+        with open(target, "w") as f:
+            f.write("escaped")
+        print("WRO" + "TE", target)
+    except OSError as exc:
+        print("write " + "blocked:", type(exc).__name__)
+for secret in {[str(s) for s in secrets]!r} + ["../../../gradebook.db", "../../../source/{a}/{a}.ipynb"]:
+    try:
+        with open(secret, "rb") as f:
+            print("LEA" + "KED", secret, f.read(10))
+    except OSError as exc:
+        print("read " + "blocked:", type(exc).__name__)
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+    print("CONNEC" + "TED")
+except OSError as exc:
+    print("connect " + "blocked:", type(exc).__name__)
+print("ENV" + "IRONMENT", sorted(os.environ))
+
+''' + ok["returns"]
+    out.append(Bad("writes_outside", solved(course_dir, a, {"returns": escape}), all_checks, [], r"^ok$"))
+    return out
+
+
+def _new_return(code: str, expression: str) -> str:
+    """``code`` with its last ``return X`` replaced by ``return expression``."""
+    lines = code.rstrip().split("\n")
+    i = max(k for k, line in enumerate(lines) if line.strip().startswith("return "))
+    indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+    lines[i] = f"{indent}return {expression}"
+    return "\n".join(lines) + "\n"
+
+
+def write_all(submitted: Path, bads: list[Bad], assignment: str = EX01) -> None:
+    for bad in bads:
+        put(submitted, bad.name, assignment, bad.content, bad.filename)
+
+
+def status_matches(status: str, pattern: str) -> bool:
+    return re.search(pattern, status, flags=re.S) is not None
