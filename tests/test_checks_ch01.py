@@ -135,3 +135,10 @@ def test_q_check_rejects_mutants(mutant):
 
 def test_q_check_accepts_the_kernel():
     checks.check_q_from_v(bellman.q_from_v, hidden=True)
+
+
+def test_assert_close_reports_a_wrong_scalar():
+    from course_lib.checks import assert_close
+
+    with pytest.raises(AssertionError, match=r"scalar\) result expected 2, got 1"):
+        assert_close(np.array(1.0), np.array(2.0), "f", "a scalar case")

@@ -38,7 +38,10 @@ def assert_close(got, expected, what: str, case: str, atol: float = 1e-6, rtol: 
     ok = np.isclose(got, expected, atol=atol, rtol=rtol)
     if not ok.all():
         idx = tuple(int(i) for i in np.argwhere(~ok)[0])
-        where = labels(idx) if labels else f"index {idx if len(idx) > 1 else idx[0]}"
+        if not idx:  # a 0-d result: nothing to point at
+            where = "the (scalar) result"
+        else:
+            where = labels(idx) if labels else f"index {idx if len(idx) > 1 else idx[0]}"
         n_bad = int((~ok).sum())
         raise AssertionError(
             f"{what}, case '{case}': at {where} expected {expected[idx]:.6g}, got {got[idx]:.6g} "
