@@ -23,6 +23,14 @@ from pathlib import Path
 import nbformat
 
 EX01 = "ex01_mdp_bellman"
+EX02 = "ex02_dynamic_programming"
+EX03 = "ex03_mc_vs_td"
+EX04 = "ex04_sarsa_vs_q_learning"
+EX05 = "ex05_dqn"
+EX06 = "ex06_policy_gradient"
+EX07 = "ex07_actor_critic_gae"
+EX08 = "ex08_trpo"
+EX09 = "ex09_ppo"
 
 
 # ---------------------------------------------------------------- reading the course folder
@@ -89,7 +97,17 @@ class Mutant:
     code: str  # the whole solution cell as the student wrote it
 
 
-CHECK_OF = {EX01: {"returns": "returns_check", "evaluate": "evaluate_check", "q_from_v": "q_from_v_check"}}
+CHECK_OF = {
+    EX01: {"returns": "returns_check", "evaluate": "evaluate_check", "q_from_v": "q_from_v_check"},
+    EX02: {"value_iteration": "value_iteration_check"},
+    EX03: {"td0_update": "td0_update_check"},
+    EX04: {"sarsa_target": "sarsa_target_check"},
+    EX05: {"dqn_targets": "dqn_targets_check"},
+    EX06: {"loss": "loss_check"},
+    EX07: {"gae": "gae_check"},
+    EX08: {"kl": "kl_check"},
+    EX09: {"clip": "clip_check"},
+}
 
 _RETURNS = '''def discounted_returns(rewards, gamma, dones=None):
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -116,6 +134,66 @@ _Q = '''def q_from_v(mdp, V):
     return Q
 '''
 
+# Exercises 2-9: the whole cell, with the student's mistake.
+_EX02_VALUE_ITERATION = '''def value_iteration(mdp, tol=1e-10):
+    V = np.zeros(mdp.n_states)
+    while True:
+        Q = q_from_v(mdp, V)
+        V_new = Q.mean(axis=1)
+        change = np.max(np.abs(V_new - V))
+        V = V_new
+        if change < tol:
+            return V, greedy_policy(q_from_v(mdp, V))
+'''
+
+_EX03_TD0_UPDATE = '''def td0_update(V, states, rewards, next_states, dones, alpha, gamma):
+    V = np.array(V, dtype=np.float64)
+    runs = np.arange(V.shape[0])
+    target = rewards + gamma * V[runs, next_states]
+    V[runs, states] += alpha * (target - V[runs, states])
+    return V
+'''
+
+_EX04_SARSA_TARGET = '''def sarsa_target(rewards, q_next, next_actions, dones, gamma):
+    return rewards + gamma * (1.0 - dones) * q_next.max(axis=1)
+'''
+
+_EX05_DQN_TARGETS = '''def dqn_targets(rewards, next_q_target, terminated, gamma):
+    return rewards + gamma * next_q_target.max(dim=1).values
+'''
+
+_EX06_LOSS = '''def reinforce_loss(logp, returns, baseline, mask):
+    weights = returns - baseline
+    return -(logp * weights * mask).sum() / logp.shape[0]
+'''
+
+_EX07_GAE = '''def gae(rewards, values, gamma, lam, dones=None):
+    delta = td_errors(rewards, values, lam, dones)
+    not_done = np.ones_like(delta) if dones is None else 1.0 - np.asarray(dones, dtype=np.float64)
+    advantages = np.zeros_like(delta)
+    lastgaelam = np.zeros(delta.shape[:-1])
+    for t in reversed(range(delta.shape[-1])):
+        lastgaelam = delta[..., t] + gamma * lam * not_done[..., t] * lastgaelam
+        advantages[..., t] = lastgaelam
+    return advantages
+'''
+
+_EX08_KL = '''def categorical_kl(logits_p, logits_q):
+    log_p = torch.log_softmax(logits_p, dim=-1)
+    log_q = torch.log_softmax(logits_q, dim=-1)
+    return (log_q.exp() * (log_q - log_p)).sum(dim=-1)
+'''
+
+_EX09_CLIP = '''def ppo_clip_loss(logp, old_logp, advantages, eps, mask=None):
+    ratio = (logp - old_logp.detach()).exp()
+    advantages = advantages.detach()
+    objective = torch.maximum(ratio * advantages, torch.clamp(ratio, 1 - eps, 1 + eps) * advantages)
+    if mask is None:
+        return -objective.mean()
+    mask = mask.to(objective.dtype)
+    return -(objective * mask).sum() / mask.sum()
+'''
+
 MUTANTS: dict[str, dict[str, list[Mutant]]] = {
     EX01: {
         "returns": [
@@ -134,6 +212,16 @@ MUTANTS: dict[str, dict[str, list[Mutant]]] = {
             Mutant("wrong axis: V indexed by the current state", _Q.format(q='mdp.R + mdp.gamma * np.einsum("sat,s->sa", mdp.P, V)')),
         ],
     },
+    # Exercises 2-9: one mutant of one cell each (every round is one more graded submission),
+    # a mistake the chapter's check tests also reject, in a cell no other check depends on.
+    EX02: {"value_iteration": [Mutant("mean instead of max: evaluates the random policy", _EX02_VALUE_ITERATION)]},
+    EX03: {"td0_update": [Mutant("missing done mask: bootstraps from the next episode's first state", _EX03_TD0_UPDATE)]},
+    EX04: {"sarsa_target": [Mutant("max instead of the taken action (that is Q-learning)", _EX04_SARSA_TARGET)]},
+    EX05: {"dqn_targets": [Mutant("missing (1 - terminated) mask", _EX05_DQN_TARGETS)]},
+    EX06: {"loss": [Mutant("forgot to detach the weights (returns - baseline)", _EX06_LOSS)]},
+    EX07: {"gae": [Mutant("lambda and gamma swapped in the TD errors", _EX07_GAE)]},
+    EX08: {"kl": [Mutant("reversed KL: KL(q || p)", _EX08_KL)]},
+    EX09: {"clip": [Mutant("min and max swapped in the clipped objective", _EX09_CLIP)]},
 }
 
 
