@@ -9,7 +9,7 @@ nbgrader is the grading engine (the ``instructor`` extra); this package lays the
 course out for it (:mod:`.course`), makes its autograde survive broken and
 hostile notebooks (:mod:`.preprocessors`, :mod:`.worker`), confines the code it
 runs (:mod:`.sandbox`, :mod:`.kernel`), and grades many submissions in parallel
-and restartably (:mod:`.runner`). ``docs/instructors.md`` is the guide.
+and restartably (:mod:`.runner`). The README's instructor section is the guide.
 """
 
 __all__ = ["Exercise", "find_exercises", "prepare_course", "select", "GradeRun", "discover", "grade",

@@ -20,8 +20,10 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +78,23 @@ def select(exercises: list[Exercise], chapters=None, assignments=None) -> list[E
     return picked
 
 
+def put_environment_on_path() -> None:
+    """Make the running Python's scripts folder the first on PATH.
+
+    nbgrader creates and migrates its database by running the ``alembic``
+    command, found through PATH: without this, ``.venv/bin/python -m
+    course_lib.grading`` from a shell that has not activated the venv fails
+    with "No such file or directory: 'alembic'".
+    """
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + (os.pathsep + path if path else "")
+
+
 def course_api(course_dir: Path, config=None):
     """An ``nbgrader.apps.NbGraderAPI`` rooted at ``course_dir`` (nbgrader imported lazily: an instructor extra)."""
+    put_environment_on_path()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config

@@ -15,7 +15,7 @@ ipykernel, so everything the student's code runs inherits it:
   and (Linux 6.12+) send no signal to a process outside the sandbox. Where the
   running kernel has no Landlock, this part is skipped and :func:`confine` says so.
 
-None of this is a container: see ``docs/instructors.md`` for what it does not stop.
+None of this is a container: see the README's instructor section for what it does not stop.
 """
 
 from __future__ import annotations
