@@ -107,8 +107,21 @@ CASES = [
         moves=(Move(("Home",), 0.0), Move(("ArrowRight",) * 3 + ("PageUp",), 0.08)),
         broken_move=Move(("End",), 0.99),
     ),
-    # Chapter 7's lambda slider and chapter 9's epsilon slider each join as one more
-    # SliderCase once their notebooks show them.
+    SliderCase(
+        id="ch09-epsilon",
+        notebook="notebooks/09_ppo.ipynb",
+        label="epsilon",
+        # PPO's clipped objective at A = +1, min(r, clip(r, 1 - eps, 1 + eps)), written out
+        # here rather than taken from the plotting code, on the figure's ratio grid.
+        expected="(lambda r: np.minimum(r, np.clip(r, 1 - {value}, 1 + {value})))(np.linspace(0.0, 2.5, 501))",
+        moves=(Move(("Home",), 0.01), Move(("ArrowRight",) * 3 + ("PageUp",), 0.09)),
+        broken_move=Move(("End",), 0.5),
+        box="clip_box",
+        trace=1,
+        key="y",
+    ),
+    # Chapter 7's lambda slider (box.lam_slider) joins as one more SliderCase once
+    # SliderCase can name a slider other than box.slider.
 ]
 
 
