@@ -1,0 +1,603 @@
+"""A small GPT-2, written to be read: the policy of chapters 10-14.
+
+The architecture is GPT-2's (Radford et al., 2019, "Language Models are
+Unsupervised Multitask Learners"): learned token and position embeddings,
+pre-LayerNorm transformer blocks (causal self-attention, then a GELU MLP, each
+added back to the residual stream), a final LayerNorm, and an output layer
+that shares its weights with the token embedding. Module names equal the keys
+of a GPT-2 checkpoint (``transformer.wte``, ``transformer.h.0.attn.c_attn``,
+...), so real GPT-2 weights load by name with ``GPT.from_pretrained``.
+
+Letters used in shapes: B batch, T tokens (time), C embedding width
+(``n_embd``), nh heads, hs = C / nh head size, V vocabulary, L keys in the
+attention (past plus current tokens).
+
+What the RL chapters use:
+
+* ``generate``: batched sampling with a KV cache, left-padded prompts of
+  different lengths, stopping each sequence at its own EOS;
+* ``sample_next_token``: one sampling step with temperature and top-k;
+* ``sequence_logprobs``: log pi(token | prefix) for every token of a batch;
+* ``token_logprobs`` and ``entropy_from_logits``: the two kernels on logits;
+* ``GPT(config, value_head=True)``: a scalar per position for critics and
+  reward models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "GPTConfig",
+    "GPT",
+    "KVCache",
+    "left_pad",
+    "token_logprobs",
+    "entropy_from_logits",
+    "sequence_logprobs",
+    "reward_at_end",
+    "sample_next_token",
+    "generate",
+    "with_value_head",
+]
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a GPT-2 (GPT-2 small: V=50257, block 1024, 12 layers, 12 heads, C=768).
+
+    The defaults are close to the course's base model (about 0.8M weights);
+    ``course_lib.pretrain.model_config`` sets its vocabulary and block size.
+    """
+
+    vocab_size: int = 64  # V: number of token ids; the output softmax is over this many actions
+    block_size: int = 64  # longest sequence (prompt plus completion) the model can see; rows of wpe
+    n_layer: int = 4  # transformer blocks stacked on the residual stream
+    n_head: int = 4  # attention heads per block; n_embd must be divisible by it
+    n_embd: int = 128  # C: width of the residual stream (GPT-2 small: 768)
+    dropout: float = 0.0  # dropout on attention weights and residual branches while training
+    layer_norm_epsilon: float = 1e-5  # GPT-2's LayerNorm epsilon, needed to reproduce its logits
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout}")
+
+
+# ---------------------------------------------------------------- the KV cache
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated once.
+
+    ``kv`` holds the keys and values, shape (n_layer, 2, B, nh, max_len, hs)
+    (index 0 of the second axis: keys, 1: values); ``length`` is the number of
+    positions filled. ``key_bias`` (B, 1, 1, max_len) is added to the
+    attention scores: 0 where a position holds a real token, -inf where it
+    holds padding, so no later query attends to a pad. ``n_real`` (B, 1)
+    counts the real tokens so far: the position id of the next one.
+    Writing into preallocated buffers avoids a ``torch.cat`` (a copy of the
+    whole cache) per generated token.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        if max_len > config.block_size:
+            raise ValueError(f"max_len ({max_len}) exceeds the model's block_size ({config.block_size})")
+        hs = config.n_embd // config.n_head
+        # Never read before it is written (attention only looks at the first `length`
+        # positions), so it need not be zeroed: allocating is free, zeroing is not.
+        self.kv = torch.empty(config.n_layer, 2, batch_size, config.n_head, max_len, hs, device=device, dtype=dtype)
+        self.layers = self.kv.unbind(0)  # one (2, B, nh, max_len, hs) view per layer, made once
+        self.key_bias = torch.zeros(batch_size, 1, 1, max_len, device=device, dtype=dtype)
+        self.n_real = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
+        self.length = 0
+        self.padded = False  # has any pad been written? If not, no mask is needed at all
+
+    @property
+    def max_len(self) -> int:
+        return self.kv.shape[4]
+
+
+# ---------------------------------------------------------------- the blocks
+class Conv1D(nn.Module):
+    """GPT-2's name for a linear layer that stores its weight as (in, out): y = x @ weight + bias.
+
+    (The name is historical: a 1x1 convolution is a linear map.) ``nn.Linear``
+    stores (out, in) and computes x @ weight.T; keeping GPT-2's layout means
+    checkpoints load as they are, and for the small batches of token-by-token
+    generation ``addmm`` with an (in, out) matrix is the faster kernel on CPU.
+    """
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        nn.init.normal_(self.weight, mean=0.0, std=0.02)
+
+    def forward(self, x):
+        *lead, n_in = x.shape
+        return torch.addmm(self.bias, x.reshape(-1, n_in), self.weight).view(*lead, -1)
+
+
+def _dropout(x, p: float, training: bool):
+    """Dropout while training with p > 0; otherwise x itself, at no cost (generation runs this often)."""
+    return F.dropout(x, p, training=True) if training and p > 0 else x
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = Conv1D(config.n_embd, 3 * config.n_embd)  # q, k, v for all heads in one matmul
+        self.c_proj = Conv1D(config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+
+    def forward(self, x, attn_bias=None, cache: KVCache | None = None, layer: int = 0):
+        B, T, C = x.shape
+        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        if cache is None:
+            q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
+        else:
+            kv = cache.layers[layer]  # (2, B, nh, max_len, hs)
+            kv[:, :, :, cache.length : cache.length + T] = qkv[1:]  # store this segment's keys and values
+            k, v = kv[:, :, :, : cache.length + T].unbind(0)  # (B, nh, L, hs) each: every key so far
+            q = qkv[0]  # (B, nh, T, hs)
+        dropout = self.dropout if self.training else 0.0
+        if attn_bias is None:  # nothing hidden but the future: the fused causal kernel
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
+        else:  # attn_bias (B, 1, T, L): 0 where a query may look, -inf elsewhere
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        return _dropout(self.c_proj(y), self.dropout, self.training)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = Conv1D(config.n_embd, 4 * config.n_embd)
+        self.c_proj = Conv1D(4 * config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+
+    def forward(self, x):
+        # GPT-2 uses the tanh approximation of GELU ("gelu_new" in its config).
+        return _dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    """x + attn(ln_1(x)), then x + mlp(ln_2(x)): GPT-2 normalises before each branch."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x, attn_bias=None, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), attn_bias, cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+# ---------------------------------------------------------------- the model
+class GPT(nn.Module):
+    """GPT-2: ``logits = GPT(config)(idx)`` maps token ids (B, T) to next-token logits (B, T, V).
+
+    ``logits[b, t]`` scores the token that follows ``idx[b, :t + 1]``: it is the
+    policy pi(. | s_t) in the state "prefix up to and including token t".
+
+    With ``value_head=True`` the model also has ``value_head``, a linear map
+    from the final hidden state to one scalar per position (``values``), for
+    the critic and the reward model of the RL chapters.
+    """
+
+    def __init__(self, config: GPTConfig, value_head: bool = False):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2 (Press & Wolf, 2017)
+        self.value_head = nn.Linear(config.n_embd, 1) if value_head else None
+        self.apply(self._init_weights)
+        # GPT-2 scales the init of the layers that write into the residual stream
+        # by 1/sqrt(2 n_layer), so the stream's variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if self.value_head is not None:
+            nn.init.zeros_(self.value_head.weight)  # V = 0 everywhere until trained
+            nn.init.zeros_(self.value_head.bias)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, Conv1D)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self) -> int:
+        """Number of weights (the tied output layer counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------ forward passes
+    def hidden_states(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
+        """Final hidden states (B, T, C) after ``ln_f``.
+
+        idx: (B, T) token ids. attention_mask: (B, T) with 1 for real tokens and
+        0 for padding (any mix of left and right padding), or None for all real.
+        position_ids: (B, T), or None to count real tokens (so a left-padded
+        prompt starts at position 0 just like an unpadded one). cache: a
+        ``KVCache`` holding earlier tokens; their keys are attended to and this
+        call appends the new ones.
+        """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must have shape (B, T); got {tuple(idx.shape)}")
+        B, T = idx.shape
+        past = 0 if cache is None else cache.length
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence length {past + T} exceeds block_size {self.config.block_size}")
+        if cache is not None and past + T > cache.max_len:
+            raise ValueError(f"the KV cache holds {cache.max_len} positions; {past + T} needed")
+        if attention_mask is not None and attention_mask.shape != idx.shape:
+            raise ValueError(f"attention_mask must have the shape of idx {tuple(idx.shape)}; got {tuple(attention_mask.shape)}")
+        if position_ids is not None and int(position_ids.max()) >= self.config.block_size:
+            raise ValueError(f"position ids reach {int(position_ids.max())}; block_size is {self.config.block_size}")
+        real = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()  # (B, T)
+        padded = real is not None or (cache is not None and cache.padded)
+
+        if position_ids is None:
+            if cache is not None and T == 1 and real is None:
+                position_ids = cache.n_real  # (B, 1): one new real token, numbered after the real ones so far
+            elif not padded:
+                position_ids = torch.arange(past, past + T, device=idx.device)[None, :]  # (1, T)
+            else:  # count real tokens: a left-padded row starts at 0 like an unpadded one
+                before = 0 if cache is None else cache.n_real  # (B, 1)
+                count = real.long().cumsum(dim=1) if real is not None else torch.arange(1, T + 1, device=idx.device)
+                position_ids = (before + count - 1).clamp(min=0)  # (B, T)
+
+        attn_bias = None
+        if padded and T == 1 and real is None:
+            attn_bias = cache.key_bias[..., : past + 1]  # a real new token: the stored row is the whole mask
+        elif padded or (past > 0 and T > 1):
+            dtype = self.transformer.wte.weight.dtype  # SDPA wants the mask in the dtype of the scores
+            keys = torch.zeros(B, 1, 1, T, device=idx.device, dtype=dtype)
+            if real is not None:
+                keys = keys.masked_fill(~real[:, None, None, :], float("-inf"))
+            if cache is not None:
+                keys = torch.cat([cache.key_bias[..., :past], keys], dim=-1)  # (B, 1, 1, L)
+            q_pos = torch.arange(past, past + T, device=idx.device)[:, None]  # (T, 1)
+            k_pos = torch.arange(past + T, device=idx.device)[None, :]  # (1, L)
+            attn_bias = keys.masked_fill(k_pos > q_pos, float("-inf"))  # (B, 1, T, L)
+            # A padded query would see no key at all (softmax of nothing is NaN),
+            # so every position may always look at itself.
+            attn_bias = attn_bias.masked_fill(k_pos == q_pos, 0.0)
+
+        if cache is not None:
+            if real is not None:
+                cache.key_bias[:, 0, 0, past : past + T].masked_fill_(~real, float("-inf"))
+                cache.n_real = cache.n_real + real.sum(dim=1, keepdim=True)
+            else:
+                cache.n_real = cache.n_real + T  # a new tensor: position_ids may be the old one
+            cache.padded = padded
+
+        x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C)
+        x = _dropout(x, self.config.dropout, self.training)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, attn_bias, cache, layer)
+        if cache is not None:
+            cache.length = past + T
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
+        """Next-token logits (B, T, V); arguments as in ``hidden_states``."""
+        return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, cache))
+
+    def values(self, idx, attention_mask=None, position_ids=None):
+        """The value head's scalar at every position, (B, T). Needs ``value_head=True``."""
+        if self.value_head is None:
+            raise ValueError("this model has no value head; build it with GPT(config, value_head=True) or with_value_head(model)")
+        return self.value_head(self.hidden_states(idx, attention_mask, position_ids)).squeeze(-1)
+
+    def logits_and_values(self, idx, attention_mask=None, position_ids=None):
+        """Logits (B, T, V) and values (B, T) from one pass through the shared trunk."""
+        if self.value_head is None:
+            raise ValueError("this model has no value head; build it with GPT(config, value_head=True) or with_value_head(model)")
+        h = self.hidden_states(idx, attention_mask, position_ids)
+        return self.lm_head(h), self.value_head(h).squeeze(-1)
+
+    # ------------------------------------------------------------ GPT-2 checkpoints
+    @classmethod
+    def from_pretrained(cls, path, value_head: bool = False) -> "GPT":
+        """Load GPT-2 weights saved in the Hugging Face layout from a local folder.
+
+        The folder holds ``config.json`` and ``model.safetensors`` (or a sharded
+        ``model.safetensors.index.json``, or ``pytorch_model.bin``). Nothing is
+        downloaded. GPT-2 stores its four projection matrices as Conv1D weights
+        of shape (in, out), the layout of ``Conv1D`` here, so they load as they
+        are (a model built on ``nn.Linear`` would transpose them).
+        """
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ValueError(f"path must be a local folder with config.json and the weights; got {str(path)!r}")
+        hf = json.loads((folder / "config.json").read_text())
+        activation = hf.get("activation_function", "gelu_new")
+        if activation not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise ValueError(f"config.json: activation_function {activation!r} is not GPT-2's tanh GELU")
+        config = GPTConfig(
+            vocab_size=hf["vocab_size"],
+            block_size=hf.get("n_positions", hf.get("n_ctx", 1024)),
+            n_layer=hf["n_layer"],
+            n_head=hf["n_head"],
+            n_embd=hf["n_embd"],
+            dropout=0.0,
+            layer_norm_epsilon=hf.get("layer_norm_epsilon", 1e-5),
+        )
+        model = cls(config, value_head=value_head)
+        ours = model.state_dict()
+        checkpoint = _read_checkpoint(folder)
+        wte = checkpoint.get("transformer.wte.weight", checkpoint.get("wte.weight"))
+        if "lm_head.weight" in checkpoint and wte is not None and not torch.equal(checkpoint["lm_head.weight"], wte):
+            raise ValueError("checkpoint has an output layer that differs from wte; GPT-2 ties them and so does GPT")
+        loaded = set()
+        for key, tensor in checkpoint.items():
+            if key.endswith((".attn.bias", ".attn.masked_bias")):
+                continue  # causal-mask buffers of older checkpoints, not weights
+            name = key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
+            if name not in ours:
+                raise ValueError(f"checkpoint key {key!r} has no counterpart in GPT")
+            if tensor.shape != ours[name].shape:
+                raise ValueError(f"checkpoint key {key!r} has shape {tuple(tensor.shape)}; expected {tuple(ours[name].shape)}")
+            with torch.no_grad():
+                ours[name].copy_(tensor)
+            loaded.add(name)
+        missing = {k for k in ours if not k.startswith("value_head.")} - loaded - {"lm_head.weight"}
+        if missing:
+            raise ValueError(f"checkpoint misses weights: {sorted(missing)[:5]}")
+        return model
+
+
+def _read_checkpoint(folder: Path) -> dict:
+    if (folder / "model.safetensors").exists():
+        from safetensors.torch import load_file
+
+        return load_file(folder / "model.safetensors")
+    if (folder / "model.safetensors.index.json").exists():
+        from safetensors.torch import load_file
+
+        shards = sorted(set(json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"].values()))
+        state = {}
+        for shard in shards:
+            state.update(load_file(folder / shard))
+        return state
+    if (folder / "pytorch_model.bin").exists():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise ValueError(f"no model.safetensors or pytorch_model.bin in {str(folder)!r}")
+
+
+def with_value_head(model: GPT) -> GPT:
+    """A copy of ``model`` (same weights, no shared tensors) with a fresh, zero-initialised value head."""
+    new = GPT(model.config, value_head=True)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("value_head.")}
+    new.load_state_dict(state, strict=False)
+    return new.to(next(model.parameters()).device)
+
+
+# ---------------------------------------------------------------- kernels on logits
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[..., target] for each position, shape (...,).
+
+    logits: (..., V); targets: (...) integer ids. Computed as
+    ``logits[target] - logsumexp(logits)``: the same number as
+    ``log_softmax(logits).gather(targets)`` without keeping a (..., V) copy of
+    the log-probabilities for the backward pass.
+
+    Example: logits [0, ln 3] over V = 2 give probabilities [1/4, 3/4], so
+    target 1 has log-prob ln(3/4) = -0.2877.
+    """
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"targets must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}; got {tuple(targets.shape)}")
+    picked = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """H = -sum_a p(a) log p(a) with p = softmax(logits), shape (...,) for logits (..., V).
+
+    Example: equal logits over V = 4 give H = ln 4 = 1.386 nats.
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+def sequence_logprobs(model: GPT, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token log-probabilities log pi(x_t | x_<t) of the given tokens, shape (B, T).
+
+    input_ids: (B, T); attention_mask: (B, T), 1 for real tokens (padding may
+    be on the left, the right, or both). Entry t is
+    ``log softmax(logits[:, t - 1])[x_t]``: the logits at position t - 1 score
+    token t. An entry is 0 where token t is padding and where it has no real
+    token before it (position 0, or the first real token after left padding).
+    The log-probability of a whole completion is the sum of its entries.
+
+    Example: for x = [BOS, 7, 3] with mask [1, 1, 1] the result is
+    [0, log pi(7 | BOS), log pi(3 | BOS 7)].
+    """
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}; got {tuple(attention_mask.shape)}")
+    mask = attention_mask.bool()
+    logits = model(input_ids, attention_mask=attention_mask)  # (B, T, V)
+    logp = token_logprobs(logits[:, :-1], input_ids[:, 1:])  # (B, T - 1): logits at t - 1 score token t
+    scored = mask[:, 1:] & mask[:, :-1]  # token t and a real token before it
+    return F.pad(logp * scored, (1, 0))  # position 0 scores nothing
+
+
+def reward_at_end(rewards: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Spread one reward per completion over its tokens: all of it on the last real token, shape (B, T).
+
+    rewards: (B,); completion_mask: (B, T), 1 for generated tokens (EOS included).
+    The reward of a completion arrives when the episode ends, so every earlier
+    action gets 0 and the last one gets ``rewards[b]``. A row with no token
+    gets nothing.
+
+    Example: rewards [1.0, -2.0] with mask [[1, 1, 1], [1, 0, 0]] give
+    [[0, 0, 1], [-2, 0, 0]].
+    """
+    if rewards.dim() != 1 or completion_mask.dim() != 2 or rewards.shape[0] != completion_mask.shape[0]:
+        raise ValueError(f"rewards must have shape (B,) and completion_mask (B, T); got {tuple(rewards.shape)} and {tuple(completion_mask.shape)}")
+    mask = completion_mask.bool()
+    T = mask.shape[1]
+    last = T - 1 - mask.flip(dims=[1]).long().argmax(dim=1)  # (B,): index of the last 1 in each row
+    out = torch.zeros(mask.shape, dtype=rewards.dtype, device=rewards.device)
+    out[torch.arange(len(rewards), device=rewards.device), last] = rewards
+    return out * mask.any(dim=1, keepdim=True)
+
+
+# ---------------------------------------------------------------- sampling
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row from softmax(logits / temperature), keeping only the top_k logits.
+
+    logits: (B, V). Returns (B,) token ids. ``temperature = 0`` means greedy
+    (argmax). With ``top_k = k`` every logit below the k-th largest is set to
+    -inf first, so only the k most likely tokens can be drawn; ``top_k = None``
+    keeps all V.
+
+    Example: logits [2, 1, 0] at temperature 1 give probabilities
+    [0.665, 0.245, 0.090]; with top_k = 2, [0.731, 0.269, 0].
+    """
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (B, V); got {tuple(logits.shape)}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0; got {temperature}")
+    if top_k is not None and not 1 <= top_k:
+        raise ValueError(f"top_k must be a positive int or None; got {top_k}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def left_pad(sequences: Sequence, pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack sequences of different lengths, padding on the left.
+
+    Returns ids (B, T) and mask (B, T) (1 for real tokens), T = the longest
+    length. Left padding puts every prompt's last token in the last column, so
+    a batch of prompts can be continued one column at a time.
+
+    Example: [[5, 6, 7], [8]] -> ids [[5, 6, 7], [0, 0, 8]], mask [[1, 1, 1], [0, 0, 1]].
+    """
+    if len(sequences) == 0:
+        raise ValueError("sequences must hold at least one sequence")
+    rows = [torch.as_tensor(s, dtype=torch.long).flatten() for s in sequences]
+    if any(len(r) == 0 for r in rows):
+        raise ValueError("every sequence must hold at least one token")
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, T - len(r):] = r
+        mask[b, T - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def generate(
+    model: GPT,
+    prompt_ids,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    attention_mask: torch.Tensor | None = None,
+    pad_id: int = 0,
+    use_cache: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample completions for a batch of prompts: the policy acting for ``max_new_tokens`` steps.
+
+    prompt_ids: a list of token-id sequences of any lengths (they are left-padded
+    with ``pad_id``), or a (B, P) tensor, left-padded where ``attention_mask``
+    (B, P) is 0. Each step draws one token per sequence with
+    ``sample_next_token`` (``temperature = 0``: greedy). A sequence that draws
+    ``eos_id`` is finished: its later positions hold ``pad_id``.
+
+    Returns ``completions`` (B, max_new_tokens) and ``completion_mask``
+    (B, max_new_tokens), 1 for generated tokens up to and including EOS.
+
+    With ``use_cache`` (the default) the prompt is run once and each step feeds
+    only the newest token, reading the keys and values of the earlier ones
+    from a ``KVCache``; without it every step re-runs the whole sequence.
+    Both give the same tokens.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+    device = next(model.parameters()).device
+    if isinstance(prompt_ids, torch.Tensor):
+        if prompt_ids.dim() != 2:
+            raise ValueError(f"prompt_ids must be a (B, P) tensor or a list of sequences; got shape {tuple(prompt_ids.shape)}")
+        ids = prompt_ids.to(device)
+        mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(device).long()
+        if mask.shape != ids.shape:
+            raise ValueError(f"attention_mask must have the shape of prompt_ids {tuple(ids.shape)}; got {tuple(mask.shape)}")
+    else:
+        if attention_mask is not None:
+            raise ValueError("attention_mask is only for a padded prompt tensor; a list of sequences is padded here")
+        ids, mask = left_pad(prompt_ids, pad_id, device)
+    B, P = ids.shape
+    if P + max_new_tokens > model.config.block_size:
+        raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} exceeds block_size {model.config.block_size}")
+
+    was_training = model.training
+    model.eval()
+    completions = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    completion_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
+    alive = torch.ones(B, dtype=torch.bool, device=device)
+    dtype = next(model.parameters()).dtype
+    cache = KVCache(model.config, B, P + max_new_tokens, device=device, dtype=dtype) if use_cache else None
+
+    if use_cache:  # prefill: the whole prompt once, keep only the last position's logits
+        logits = model.lm_head(model.hidden_states(ids, mask, cache=cache)[:, -1])  # (B, V)
+    for t in range(max_new_tokens):
+        if not use_cache:
+            seq = torch.cat([ids, completions[:, :t]], dim=1)
+            seq_mask = torch.cat([mask, torch.ones_like(completions[:, :t])], dim=1)
+            logits = model.lm_head(model.hidden_states(seq, seq_mask)[:, -1])  # (B, V)
+        token = sample_next_token(logits, temperature, top_k, generator)  # (B,)
+        completions[:, t] = torch.where(alive, token, pad_id)
+        completion_mask[:, t] = alive.long()
+        if eos_id is not None:
+            alive = alive & (token != eos_id)
+            if not bool(alive.any()):
+                break
+        if use_cache and t + 1 < max_new_tokens:
+            # Finished rows keep going (their outputs are ignored), so the batch
+            # stays rectangular; the model sees every new token as real, which
+            # keeps the step free of mask arithmetic.
+            logits = model.lm_head(model.hidden_states(completions[:, t : t + 1], cache=cache)[:, -1])  # (B, V)
+    model.train(was_training)
+    return completions, completion_mask
