@@ -17,7 +17,8 @@ for a batch of ``--batch`` left-padded prompts of different lengths:
 All three decode greedily and never stop early (no EOS), so each produces
 exactly batch * new_tokens tokens; the script checks that all three produce
 the same tokens, so a speed-up can never come from a wrong answer. Figures are
-tokens per second, medians over ``--repeats`` timed runs after one warm-up.
+tokens per second, medians over ``--repeats`` timed runs after one warm-up,
+the contenders taking turns within each repeat.
 transformers is needed only here and in the tests, never by the course.
 """
 
@@ -60,17 +61,22 @@ def to_transformers(model: GPT):
     return hf.eval()
 
 
-def median_time(fn, repeats: int, sync) -> tuple[float, object]:
-    """Median wall time of ``fn()`` over ``repeats`` calls after one untimed warm-up call."""
-    result = fn()
+def interleaved_times(fns: dict, repeats: int, sync) -> tuple[dict, dict]:
+    """Median wall time of each function, timed in turn within every repeat after one warm-up call each.
+
+    Interleaving means a burst of load from other processes hits every
+    contender, not just whichever happened to run during it.
+    """
+    results = {name: fn() for name, fn in fns.items()}  # warm-up
     sync()
-    times = []
+    times = {name: [] for name in fns}
     for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        result = fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, results
 
 
 def make_prompts(vocab_size: int, batch: int, seed: int = 0, min_len: int = 4, max_len: int = 12) -> list[list[int]]:
@@ -101,14 +107,15 @@ def bench_model(name: str, config: GPTConfig, batch: int, new_tokens: int, repea
         return out[:, ids.shape[1]:]
 
     row = {"model": name, "parameters": model.num_parameters(), "batch": batch, "new_tokens": new_tokens}
-    t_cache, tokens_cache = median_time(lambda: ours(True), repeats, sync)
-    t_hf, tokens_hf = median_time(theirs, repeats, sync)
-    row |= {"cache_s": t_cache, "hf_s": t_hf, "cache_tok_s": n_tokens / t_cache, "hf_tok_s": n_tokens / t_hf}
-    row["same_tokens_as_hf"] = bool(torch.equal(tokens_cache.cpu(), tokens_hf.cpu()))
+    contenders = {"cache": lambda: ours(True), "hf": theirs}
     if not skip_no_cache:
-        t_plain, tokens_plain = median_time(lambda: ours(False), repeats, sync)
-        row |= {"no_cache_s": t_plain, "no_cache_tok_s": n_tokens / t_plain,
-                "same_tokens_without_cache": bool(torch.equal(tokens_cache, tokens_plain))}
+        contenders["no_cache"] = lambda: ours(False)
+    seconds, tokens = interleaved_times(contenders, repeats, sync)
+    for key, t in seconds.items():
+        row[f"{key}_s"], row[f"{key}_tok_s"] = t, n_tokens / t
+    row["same_tokens_as_hf"] = bool(torch.equal(tokens["cache"].cpu(), tokens["hf"].cpu()))
+    if not skip_no_cache:
+        row["same_tokens_without_cache"] = bool(torch.equal(tokens["cache"], tokens["no_cache"]))
     return row
 
 

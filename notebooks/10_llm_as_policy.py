@@ -102,7 +102,7 @@ print(f"  s_2 = <bos>{prompt + '68':<8} a_2 = '<eos>'  (the episode ends: reward
 # position $t$ depend on $x_0 \dots x_t$ alone, and are $\pi_\theta(\cdot \mid s)$ for the state
 # "prefix up to token $t$". One forward pass over a sequence of length T evaluates the policy in
 # all T of its states at once. That is why training a language model is cheap, and why the
-# log-probability of a whole completion (section 6) costs one pass.
+# log-probability of a whole completion (section 7) costs one pass.
 #
 # The module names are those of OpenAI's GPT-2 checkpoints, so `GPT.from_pretrained(folder)`
 # loads the real 124M-parameter GPT-2 from a local folder (Hugging Face layout); a test checks it
@@ -132,7 +132,8 @@ print("logits before position 5 do not change when token 5 does: the attention i
 # RL needs a reward, and the course needs tasks where a small model on a CPU can visibly improve.
 # `course_lib.tasks` has two, and each produces a pretraining corpus, prompts and a reward.
 #
-# **Sums, with a verifier.** Prompts like `47+385=`, with operands of 1 to 3 digits. A program
+# **Sums, with a verifier.** Prompts like `47+385=`, with operands of 1 to 3 digits (1 to 2 in fast
+# mode, where the model is smaller and trains for seconds). A program
 # checks the answer: reward 1 if the completion is exactly the sum, 0 otherwise. A fixed hash of
 # the pair $(a, b)$ keeps 10% of all pairs out of the corpus: a **held-out** set, so accuracy on it
 # measures skill, not memory.
@@ -452,8 +453,8 @@ assert well_formed.mean() > 0.5 and abs(scores[well_formed].mean()) < 1.0  # flu
 #   gather one logit per position, subtract the `logsumexp`, mask padding.
 # * A KV cache makes sampling cost one token per step instead of the whole prefix.
 # * Temperature sets the policy's entropy: exploration against reward.
-# * Our base model answers about a third of the held-out sums (fewer in fast mode) and
-#   writes reviews that are as negative as positive: room for RL to improve both.
+# * Our base model gets roughly a fifth to a third of the held-out sums right, and writes
+#   reviews that are as negative as positive: room for RL to improve both.
 #
 # Next: **exercise 10** (`exercises/ex10_llm_as_policy.ipynb`) has you write `sequence_logprobs`
 # and one sampling step. Chapter 11 learns a reward model from the labeler's preferences.
