@@ -72,8 +72,9 @@ class Move:
 class SliderCase:
     """One slider of one chapter notebook, and how to tell that its figure is right.
 
-    The widget helpers in ``course_lib.widgets`` return a box exposing ``.slider``; the
-    notebook keeps it in a variable (``box``). ``expected`` recomputes the plotted array
+    The widget helpers in ``course_lib.widgets`` return a box exposing the slider as an
+    attribute (``.slider``, or ``.lam_slider`` where a box holds two); the notebook keeps
+    the box in a variable (``box``). ``expected`` recomputes the plotted array
     in the kernel straight from the kernels (for chapter 7, say, GAE advantages for
     lambda = {value}), so a callback that draws the wrong thing cannot agree with it.
     """
@@ -86,14 +87,19 @@ class SliderCase:
     expected: str
     moves: tuple[Move, ...]  # checked in order, from the value the notebook sets
     broken_move: Move  # checked once the callback has been replaced by a no-op
-    box: str = "slider_box"  # the notebook's name for the widget box (it exposes .slider)
+    box: str = "slider_box"  # the notebook's name for the widget box
+    attribute: str = "slider"  # the box's attribute holding this slider
     plot: int = 0  # which plotly figure in the slider's output
     trace: int = 0  # which trace of that figure
     key: str = "z"  # which data array of that trace
 
     @property
+    def slider(self) -> str:
+        return f"{self.box}.{self.attribute}"
+
+    @property
     def break_code(self) -> str:
-        slider = f"{self.box}.slider"
+        slider = self.slider
         return f"{slider}.unobserve_all('value'); {slider}.observe(lambda change: None, names='value')"
 
 
@@ -120,8 +126,26 @@ CASES = [
         trace=1,
         key="y",
     ),
-    # Chapter 7's lambda slider (box.lam_slider) joins as one more SliderCase once
-    # SliderCase can name a slider other than box.slider.
+    SliderCase(
+        id="ch07-lambda",
+        notebook="notebooks/07_actor_critic_gae.ipynb",
+        label="lambda",
+        # The markers sit on the bias^2 / variance-of-the-mean / MSE curves at lambda. The
+        # curves are re-sampled here for gamma 0.9 with the notebook's settings, and the
+        # markers' heights interpolated at {value}, without the widget's code.
+        expected=(
+            "(lambda c, lam: [np.interp(lam, c['lams'], y) for y in (c['bias2'], c['variance'] / n_average,"
+            " c['bias2'] + c['variance'] / n_average)])("
+            "gae_bias_variance(chain.with_gamma(0.9), pi_chain, 0.5 * evaluate_policy(chain.with_gamma(0.9), pi_chain),"
+            " np.round(np.linspace(0.0, 1.0, 21), 10), 100 if FAST else 300, 80, 0), {value})"
+        ),
+        moves=(Move(("Home",), 0.0), Move(("ArrowRight",) * 3, 0.15)),
+        broken_move=Move(("End",), 1.0),
+        box="box",
+        attribute="lam_slider",
+        trace=3,
+        key="y",
+    ),
 ]
 
 
@@ -450,10 +474,10 @@ class OpenNotebook:
 
     def kernel_expected(self) -> tuple[float, np.ndarray]:
         """The kernel's slider value and the plot expected there, from the case's independent expression."""
-        expr = self.case.expected.format(value=f"{self.case.box}.slider.value")
+        expr = self.case.expected.format(value=f"{self.case.slider}.value")
         code = (
             "import json as _json, numpy as _np; "
-            f"print(_json.dumps([float({self.case.box}.slider.value), _np.asarray({expr}, dtype=float).tolist()]))"
+            f"print(_json.dumps([float({self.case.slider}.value), _np.asarray({expr}, dtype=float).tolist()]))"
         )
         value, expected = json.loads(self.run_in_kernel(code).strip().splitlines()[-1])
         return value, np.asarray(expected, dtype=float)
