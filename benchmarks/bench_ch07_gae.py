@@ -9,7 +9,8 @@ For each (B, T) in {(8, 128), (256, 512), (4096, 1024)}, on float64 rewards and
 values and boolean dones (about 1% of steps end an episode), it times (medians of
 ``time.perf_counter`` over the repeats, all in the same run):
 
-- ``gae(rewards, values, gamma, lam, dones)`` on (B, T) arrays, as the course calls it;
+- ``gae(rewards, values, gamma, lam, dones)`` on (B, T) arrays, as the course calls it (for
+  numpy arrays, one compiled pass of the recursion: see ``course_lib.returns._compiled_gae``);
 - the plain per-step loop: one sequence at a time, one step at a time, Python floats
   (the reference every GAE test writes, and the shape of most textbook code);
 - for context, the per-step loop as RL libraries write it, one time step at a time but all B

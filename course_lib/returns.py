@@ -8,6 +8,8 @@ true when the episode ended with that reward, so nothing after it is added in.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["discounted_returns", "td_errors", "gae"]
@@ -130,6 +132,35 @@ def td_errors(rewards, values, gamma: float, dones=None):
     return rewards + gamma * next_values - values[..., :-1]
 
 
+@functools.cache
+def _compiled_gae():
+    """The GAE recursion as one compiled pass over the data (numba), built on first use.
+
+    Each sequence is swept backwards once: read r_t, V(s_t), V(s_{t+1}) and done_t,
+    write A_t. No temporaries, so the sweep runs at close to memory speed; the
+    numpy formulation (``td_errors`` then ``discounted_returns``) makes a dozen
+    passes over the data and pays numpy's per-call overhead at every time step.
+    Compiled once per dtype and cached on disk next to this file.
+    """
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def sweep(rewards, values, dones, has_dones, gamma, lam, out):  # pragma: no cover - compiled
+        n_rows, T = rewards.shape
+        gl = gamma * lam
+        for n in range(n_rows):
+            a = 0.0
+            for t in range(T - 1, -1, -1):
+                keep = 1.0
+                if has_dones and dones[n, t]:
+                    keep = 0.0
+                delta = rewards[n, t] + gamma * keep * values[n, t + 1] - values[n, t]
+                a = delta + gl * keep * a
+                out[n, t] = a
+
+    return sweep
+
+
 def gae(rewards, values, gamma: float, lam: float, dones=None):
     """Generalised advantage estimates (Schulman et al. 2016, eq. 16), backwards in time.
 
@@ -137,7 +168,12 @@ def gae(rewards, values, gamma: float, lam: float, dones=None):
     lam = 0 gives the TD errors; lam = 1 gives bootstrapped discounted returns minus values.
 
     rewards, dones: shape (..., T); values: shape (..., T + 1). Returns shape (..., T),
-    numpy in, numpy out; torch in, torch out.
+    numpy in, numpy out (float32 stays float32); torch in, torch out (differentiable).
+
+    Torch tensors go through ``td_errors`` and ``discounted_returns``, the formula as
+    written. Numpy arrays take a compiled single pass of the same recursion
+    (``_compiled_gae``), which is what makes GAE cheap next to the rollout that feeds it
+    (``benchmarks/bench_ch07_gae.py``); the tests hold both to the same plain loop.
 
     >>> float(gae(np.array([1.2, 0.3, 0.8, -0.2]), np.zeros(5), gamma=1.0, lam=0.5)[0])   # the notes' worked example
     1.525
@@ -145,5 +181,21 @@ def gae(rewards, values, gamma: float, lam: float, dones=None):
     lam = float(lam)
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1]; got {lam}")
-    delta = td_errors(rewards, values, gamma, dones)
-    return discounted_returns(delta, float(gamma) * lam, dones)
+    if _is_torch(rewards):
+        delta = td_errors(rewards, values, gamma, dones)
+        return discounted_returns(delta, float(gamma) * lam, dones)
+
+    gamma = check_gamma(gamma)
+    rewards, values = np.asarray(rewards), np.asarray(values)
+    dones = None if dones is None else np.asarray(dones)
+    _check_values(rewards, values, dones)
+    dtype = np.result_type(rewards.dtype, values.dtype, np.float32)
+    if dtype.kind != "f" or dtype.itemsize > 8:
+        dtype = np.dtype(np.float64)
+    T = rewards.shape[-1]
+    r = np.ascontiguousarray(rewards.reshape(-1, T), dtype=dtype)
+    v = np.ascontiguousarray(values.reshape(-1, T + 1), dtype=dtype)
+    d = np.zeros((1, 1), dtype=bool) if dones is None else np.ascontiguousarray(dones.reshape(-1, T), dtype=bool)
+    out = np.empty(r.shape, dtype=dtype)
+    _compiled_gae()(r, v, d, dones is not None, gamma, lam, out)
+    return out.reshape(rewards.shape)

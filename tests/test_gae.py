@@ -371,3 +371,21 @@ def test_benchmark_runs_end_to_end_on_tiny_sizes(capsys):
     assert bench.check_targets([dict(rows[0], shape=(256, 512), speedup_vs_loop=25.0)])[0].endswith("met")
     with pytest.raises(SystemExit):
         bench.main(["--sizes", "3"])
+
+
+def test_numpy_keeps_float32_and_reads_strided_inputs():
+    # The compiled numpy path copies what it needs into contiguous rows: a transposed
+    # (time-major) buffer and float32 data must give the loop's answer, in float32.
+    rng = np.random.default_rng(7)
+    r_tb = rng.normal(size=(33, 5)).astype(np.float32)        # (T, B), as rollout buffers are laid out
+    v_tb = rng.normal(size=(34, 5)).astype(np.float32)
+    d_tb = rng.random((33, 5)) < 0.1
+    got = gae(r_tb.T, v_tb.T, 0.97, 0.9, d_tb.T)
+    assert got.dtype == np.float32
+    assert_allclose(got, loop_gae(r_tb.T, v_tb.T, 0.97, 0.9, d_tb.T), rtol=1e-5, atol=1e-5)
+
+
+def test_numpy_integer_rewards_give_floats():
+    got = gae(np.array([[1, 0, 2]]), np.array([[0, 1, 0, 3]]), 0.5, 0.5, np.array([[0, 1, 0]]))
+    assert got.dtype == np.float64
+    assert_allclose(got, loop_gae([[1, 0, 2]], [[0, 1, 0, 3]], 0.5, 0.5, [[0, 1, 0]]))
