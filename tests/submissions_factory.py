@@ -31,6 +31,7 @@ EX06 = "ex06_policy_gradient"
 EX07 = "ex07_actor_critic_gae"
 EX08 = "ex08_trpo"
 EX09 = "ex09_ppo"
+EX10 = "ex10_llm_as_policy"
 
 
 # ---------------------------------------------------------------- reading the course folder
@@ -107,6 +108,7 @@ CHECK_OF = {
     EX07: {"gae": "gae_check"},
     EX08: {"kl": "kl_check"},
     EX09: {"clip": "clip_check"},
+    EX10: {"logprobs": "logprobs_check"},
 }
 
 _RETURNS = '''def discounted_returns(rewards, gamma, dones=None):
@@ -134,7 +136,7 @@ _Q = '''def q_from_v(mdp, V):
     return Q
 '''
 
-# Exercises 2-9: the whole cell, with the student's mistake.
+# Exercises 2 onwards: the whole cell, with the student's mistake.
 _EX02_VALUE_ITERATION = '''def value_iteration(mdp, tol=1e-10):
     V = np.zeros(mdp.n_states)
     while True:
@@ -194,6 +196,13 @@ _EX09_CLIP = '''def ppo_clip_loss(logp, old_logp, advantages, eps, mask=None):
     return -(objective * mask).sum() / mask.sum()
 '''
 
+_EX10_LOGPROBS = '''def sequence_logprobs(model, input_ids, attention_mask):
+    logits = model(input_ids, attention_mask=attention_mask)
+    logp = torch.log_softmax(logits, dim=-1)
+    picked = logp.gather(-1, input_ids.unsqueeze(-1)).squeeze(-1)
+    return picked * attention_mask
+'''
+
 MUTANTS: dict[str, dict[str, list[Mutant]]] = {
     EX01: {
         "returns": [
@@ -212,7 +221,7 @@ MUTANTS: dict[str, dict[str, list[Mutant]]] = {
             Mutant("wrong axis: V indexed by the current state", _Q.format(q='mdp.R + mdp.gamma * np.einsum("sat,s->sa", mdp.P, V)')),
         ],
     },
-    # Exercises 2-9: one mutant of one cell each (every round is one more graded submission),
+    # Exercises 2 onwards: one mutant of one cell each (every round is one more graded submission),
     # a mistake the chapter's check tests also reject, in a cell no other check depends on.
     EX02: {"value_iteration": [Mutant("mean instead of max: evaluates the random policy", _EX02_VALUE_ITERATION)]},
     EX03: {"td0_update": [Mutant("missing done mask: bootstraps from the next episode's first state", _EX03_TD0_UPDATE)]},
@@ -222,6 +231,7 @@ MUTANTS: dict[str, dict[str, list[Mutant]]] = {
     EX07: {"gae": [Mutant("lambda and gamma swapped in the TD errors", _EX07_GAE)]},
     EX08: {"kl": [Mutant("reversed KL: KL(q || p)", _EX08_KL)]},
     EX09: {"clip": [Mutant("min and max swapped in the clipped objective", _EX09_CLIP)]},
+    EX10: {"logprobs": [Mutant("off by one: token t scored by the logits at t, not t - 1", _EX10_LOGPROBS)]},
 }
 
 
