@@ -12,6 +12,8 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 # Parallel test workers (pytest-xdist); `make test JOBS=0` runs everything in one process.
 JOBS   ?= auto
+# Threads per test process: 1 when the workers run in parallel, all cores with JOBS=0.
+TEST_THREADS ?= $(if $(filter 0,$(JOBS)),$(shell nproc 2>/dev/null || echo 2),1)
 # `make notebooks FORCE=1` backs up notebooks you edited, then regenerates them.
 FORCE  ?=
 
@@ -37,10 +39,12 @@ lab: notebooks
 # The test command: builds a throw-away copy of every notebook under build/test
 # (your own notebooks are never touched), then runs the unit tests, executes every
 # chapter and solution notebook under nbval, and runs the exercise meta-test.
+# One BLAS/OpenMP thread per process: the workers already fill the cores, and torch
+# processes that each spin several threads on the same cores slow each other down.
 test: $(STAMP)
 	rm -rf build/test
 	$(PY) -m course_lib.build --out build/test
-	COURSE_FAST=1 $(PY) -m pytest tests build/test/notebooks build/test/solutions \
+	COURSE_FAST=1 OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest tests build/test/notebooks build/test/solutions \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		-n $(JOBS) --dist loadscope --durations=15 $(ARGS)
 

@@ -16,6 +16,7 @@ when that environment variable is set, else ``~/.cache/rl-course``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -46,6 +47,7 @@ __all__ = [
     "review_quality",
     "cache_dir",
     "cache_key",
+    "cache_lock",
     "load_or_pretrain",
     "CACHE_ENV",
 ]
@@ -230,6 +232,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rl-course")
 
 
+@contextlib.contextmanager
+def cache_lock(path):
+    """Hold an exclusive lock on the file ``path`` for the duration of the block.
+
+    Two processes that need the same missing checkpoint would otherwise both train
+    it; with the lock the second waits and then loads the first one's file. Where
+    ``fcntl`` does not exist (Windows) the block runs unlocked: writes are still
+    atomic renames, so the worst case is training twice.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cache_key(config: PretrainConfig) -> str:
     """A short hash of every config field (seed included) and DATA_VERSION."""
     payload = json.dumps({"config": asdict(config), "data_version": DATA_VERSION}, sort_keys=True)
@@ -244,14 +270,15 @@ def load_or_pretrain(config: PretrainConfig | None = None, directory=None, progr
     (True when it came from disk). The checkpoint is
     ``<directory>/base-<cache_key>.safetensors`` with a ``.json`` beside it.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     config = config or base_config()
     folder = Path(directory) if directory is not None else cache_dir()
     key = cache_key(config)
     weights_path, record_path = folder / f"base-{key}.safetensors", folder / f"base-{key}.json"
     tokenizer = CharTokenizer()
-    if weights_path.exists() and record_path.exists():
+
+    def load():
         record = json.loads(record_path.read_text())
         model = GPT(model_config(config, tokenizer))
         state = load_file(weights_path)
@@ -259,6 +286,21 @@ def load_or_pretrain(config: PretrainConfig | None = None, directory=None, progr
         model.load_state_dict(state)
         return model.eval(), record | {"cached": True}
 
+    if weights_path.exists() and record_path.exists():
+        return load()
+    with cache_lock(folder / f"base-{key}.lock"):
+        # Another process (a second notebook, a parallel test worker) may have trained
+        # it while this one waited for the lock: then load its checkpoint.
+        if weights_path.exists() and record_path.exists():
+            return load()
+        return _pretrain_and_save(config, weights_path, record_path, tokenizer, progress)
+
+
+def _pretrain_and_save(config: PretrainConfig, weights_path: Path, record_path: Path, tokenizer: CharTokenizer,
+                       progress: bool) -> tuple[GPT, dict]:
+    from safetensors.torch import save_file
+
+    folder = weights_path.parent
     model, history = pretrain(config, progress=progress)
     arithmetic, reviews = make_tasks(config)
     well_formed, mean_score = review_quality(model, reviews, tokenizer=tokenizer)

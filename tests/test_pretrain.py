@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 from dataclasses import replace
 
 import pytest
@@ -99,8 +100,9 @@ def test_the_cache_returns_the_same_model(trained, monkeypatch):
     with torch.no_grad():
         assert torch.equal(again(idx), model(idx))
     assert again.lm_head.weight is again.transformer.wte.weight
+    # The checkpoint, its record, and the (empty) lock file that kept other processes waiting.
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [f"base-{P.cache_key(TINY)}.json", f"base-{P.cache_key(TINY)}.safetensors"])
+        [f"base-{P.cache_key(TINY)}.{ext}" for ext in ("json", "safetensors", "lock")])
 
 
 def test_pretraining_is_deterministic(trained):
@@ -132,3 +134,34 @@ def test_greedy_accuracy_counts_exact_answers():
         model.transformer.ln_f.bias[0] = 1.0
     task, _ = P.make_tasks(TINY)
     assert P.greedy_accuracy(model, task, n=20) == 0.0
+
+
+def _load_in_a_subprocess(folder, queue):
+    torch.set_num_threads(1)
+    _, record = P.load_or_pretrain(replace(TINY, steps=10, seed=5), directory=folder, progress=False)
+    queue.put(record["cached"])
+
+
+def test_two_processes_needing_the_same_checkpoint_train_it_once(tmp_path):
+    # The lock makes the second process wait, then load what the first one saved.
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=_load_in_a_subprocess, args=(tmp_path, queue)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+        assert w.exitcode == 0
+    assert sorted(queue.get(timeout=5) for _ in workers) == [False, True]
+
+
+def test_cache_lock_excludes_a_second_holder(tmp_path):
+    import fcntl
+
+    lock = tmp_path / "x.lock"
+    with P.cache_lock(lock):
+        with open(lock, "a") as other:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(lock, "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again once the block ends
