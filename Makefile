@@ -17,7 +17,7 @@ TEST_THREADS ?= $(if $(filter 0,$(JOBS)),$(shell nproc 2>/dev/null || echo 2),1)
 # `make notebooks FORCE=1` backs up notebooks you edited, then regenerates them.
 FORCE  ?=
 
-.PHONY: setup notebooks lab test bench lock clean release grade
+.PHONY: setup notebooks lab test bench bench-trl lock clean release grade
 
 setup: $(STAMP)
 
@@ -57,8 +57,15 @@ grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submitted" >&2; exit 1; }
 	$(PY) -m course_lib.grading grade $(SUBMISSIONS) --gradebook build/grading/gradebook.csv --feedback build/grading/feedback
 
+# The *_vs_trl.py benchmarks need TRL, which the course does not install:
+# run `bash benchmarks/trl_setup.sh` once, then `make bench-trl`.
 bench: $(STAMP)
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in benchmarks/bench_*.py; do case $$script in *_vs_trl.py) continue;; esac; \
+		echo "== $$script"; $(PY) $$script || exit 1; done
+
+bench-trl:
+	@test -x build/trl-venv/bin/python || { echo "run 'bash benchmarks/trl_setup.sh' first (it builds build/trl-venv)" >&2; exit 1; }
+	@for script in benchmarks/bench_*_vs_trl.py; do echo "== $$script"; build/trl-venv/bin/python $$script || exit 1; done
 
 # Re-pin every package after editing pyproject.toml's dependencies.
 lock:
