@@ -211,3 +211,47 @@ def gae_tradeoff_figure(lams, bias2, variance, n_average: int, gamma: float, lam
     fig.update_yaxes(title="squared error of the advantage estimate", rangemode="tozero")
     fig.update_layout(title=gae_tradeoff_title(gamma, lam, at[0], at[1], n_average), width=800, height=440)
     return fig
+
+
+# ---------------------------------------------------------------- chapter 12: live RLHF curves
+__all__ += ["training_dashboard", "update_training_dashboard"]
+
+
+def training_dashboard(panels: Sequence[tuple[str, Sequence[str]]], title: str = "", cols: int = 3,
+                       live: bool = True) -> go.Figure:
+    """Empty subplots for curves that grow during training, one panel per (panel title, history keys).
+
+    A ``go.FigureWidget`` (``live=True``), which redraws in JupyterLab while a cell still
+    runs, or a plain ``go.Figure``. Each key gets one line trace named after it, in the
+    order given; ``update_training_dashboard`` fills them from a history dict.
+    """
+    if not panels:
+        raise ValueError("panels must name at least one (title, keys) panel")
+    rows = -(-len(panels) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[name for name, _ in panels])
+    for i, (_, keys) in enumerate(panels):
+        for key in keys:
+            fig.add_trace(go.Scatter(x=[], y=[], mode="lines", name=key), row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(title="step", row=rows)
+    fig.update_layout(title=title, width=320 * cols, height=260 * rows + 80, showlegend=True)
+    return go.FigureWidget(fig) if live else fig
+
+
+def update_training_dashboard(fig: go.Figure, history: Mapping[str, Sequence[float]]) -> int:
+    """Set each trace of ``fig`` to ``history[trace name]`` (traces whose key is missing stay as they are).
+
+    The training loop's callback: cheap enough to run every step. Returns the number of
+    traces updated.
+    """
+    import contextlib
+
+    updated = 0
+    with fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext():
+        for trace in fig.data:
+            values = history.get(trace.name)
+            if values is None:
+                continue
+            trace.x = list(range(len(values)))
+            trace.y = list(values)
+            updated += 1
+    return updated
