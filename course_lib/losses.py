@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-__all__ = ["masked_mean", "ppo_clip_objective", "ppo_clip_loss", "ppo_penalty_loss", "adaptive_kl_beta"]
+__all__ = ["masked_mean", "ppo_clip_objective", "ppo_clip_loss", "ppo_penalty_loss", "adaptive_kl_beta", "dpo_loss", "kl_k1", "kl_k2", "kl_k3"]
 
 
 def _is_torch(x) -> bool:
@@ -154,3 +154,105 @@ def adaptive_kl_beta(beta: float, kl: float, target: float) -> float:
     if kl > target * 1.5:
         return beta * 2.0
     return beta
+
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta: float):
+    """The DPO loss (Rafailov et al. 2023, eq. 7): Bradley-Terry on the policy's implicit rewards.
+
+        h_b  = beta * [ (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)) ]
+        loss = - mean_b log sigmoid(h_b)
+
+    Each argument has shape (B,): the log-probability of a whole completion (its token
+    log-probs summed over the completion's real tokens), under the policy (carrying the
+    gradient) or the frozen reference, for the chosen y_w and the rejected y_l of pair b.
+    beta > 0 is the strength of the KL tie to the reference. ``log sigmoid`` is computed
+    stably (``logsigmoid`` / ``-logaddexp(0, -h)``): log(sigmoid(h)) underflows to -inf for
+    h below about -100 in float32. Returns a scalar (0-d tensor for torch input).
+
+    At the start of training the policy equals the reference, h = 0 and the loss is log 2.
+
+    >>> round(dpo_loss(np.array([-2.0]), np.array([-3.0]), np.array([-2.5]), np.array([-2.5]), beta=0.5), 6)
+    0.474077
+    """
+    beta = float(beta)
+    if not (beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be a finite number > 0; got {beta}")
+    torch_in = _is_torch(policy_chosen_logps)
+    if not torch_in:
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps = (
+            np.asarray(x, dtype=np.float64)
+            for x in (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+    if policy_chosen_logps.ndim != 1:
+        raise ValueError("policy_chosen_logps must have shape (B,): one summed log-prob per pair; "
+                         f"got shape {tuple(policy_chosen_logps.shape)}")
+    if policy_chosen_logps.shape[0] == 0:
+        raise ValueError("policy_chosen_logps must hold at least one pair; got B = 0")
+    _check_same_shape("policy_chosen_logps", policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                      ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    if torch_in:  # the reference is frozen: its log-probs are constants of the loss
+        ref_chosen_logps, ref_rejected_logps = ref_chosen_logps.detach(), ref_rejected_logps.detach()
+    h = beta * ((policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps))
+    if torch_in:
+        import torch.nn.functional as F
+
+        return -F.logsigmoid(h).mean()
+    return float(np.logaddexp(0.0, -h).mean())
+
+
+# ---------------------------------------------------------------- KL estimators (chapter 13)
+# Schulman, "Approximating KL divergence" (2020, joschu.net/blog/kl-approx.html). With tokens
+# x ~ pi and the log-ratio log r = log pi_ref(x) - log pi(x), three per-sample estimators of
+# KL(pi || pi_ref) = E_pi[log pi(x) - log pi_ref(x)]:
+#   k1 = -log r                  unbiased, high variance, negative on some samples;
+#   k2 = (log r)^2 / 2           biased (exact to second order), low variance, >= 0;
+#   k3 = (r - 1) - log r         unbiased (E_pi[r] = 1), low variance, >= 0 (since log r <= r - 1).
+# GRPO (Shao et al. 2024, DeepSeekMath, eq. 4) puts k3 of every sampled token in its loss.
+def _log_ratio(logp, ref_logp):
+    """log pi_ref(x) - log pi(x), torch in torch out, numpy in numpy out; shapes must agree."""
+    _check_same_shape("logp", logp, ref_logp=ref_logp)
+    if _is_torch(logp):
+        return ref_logp - logp
+    return np.asarray(ref_logp, dtype=np.float64) - np.asarray(logp, dtype=np.float64)
+
+
+def kl_k1(logp, ref_logp):
+    """Per-sample KL estimator k1 = log pi(x) - log pi_ref(x) (the plain log-ratio).
+
+    logp: log pi(x) of tokens sampled from pi, shape (..., T); ref_logp: log pi_ref(x) of the
+    same tokens, same shape. Returns shape (..., T); its mean over x ~ pi is KL(pi || pi_ref).
+    Unbiased but noisy, and a single sample can be negative though the KL never is.
+
+    >>> kl_k1(np.log([0.5, 0.25]), np.log([0.25, 0.5]))
+    array([ 0.69314718, -0.69314718])
+    """
+    return -_log_ratio(logp, ref_logp)
+
+
+def kl_k2(logp, ref_logp):
+    """Per-sample KL estimator k2 = (log pi(x) - log pi_ref(x))^2 / 2.
+
+    Shapes as in ``kl_k1``. Never negative and much less noisy than k1, but biased: its mean
+    matches KL(pi || pi_ref) only to second order in the log-ratio (it is an f-divergence
+    whose Taylor expansion agrees with the KL's up to that order).
+
+    >>> kl_k2(np.log([0.5, 0.25]), np.log([0.25, 0.5]))
+    array([0.24022651, 0.24022651])
+    """
+    log_r = _log_ratio(logp, ref_logp)
+    return 0.5 * log_r**2
+
+
+def kl_k3(logp, ref_logp):
+    """Per-sample KL estimator k3 = pi_ref(x)/pi(x) - log(pi_ref(x)/pi(x)) - 1 (GRPO's KL term).
+
+    Shapes as in ``kl_k1``; ``ref_logp`` is log pi_ref of the tokens that pi sampled. With
+    r = pi_ref/pi: E_pi[r] = 1, so E_pi[r - 1] = 0 and k3 is k1 plus a zero-mean control
+    variate: unbiased, never negative (log r <= r - 1), and low variance.
+
+    >>> kl_k3(np.log([0.5, 0.25]), np.log([0.25, 0.5]))    # r = 0.5 and r = 2
+    array([0.19314718, 0.30685282])
+    """
+    log_r = _log_ratio(logp, ref_logp)
+    if _is_torch(log_r):
+        return log_r.exp() - log_r - 1.0
+    return np.exp(log_r) - log_r - 1.0

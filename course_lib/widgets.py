@@ -464,3 +464,125 @@ def temperature_slider(logits, labels, temperature: float = 1.0, min_temperature
     box = widgets.VBox([slider, fig])
     box.slider, box.figure = slider, fig
     return box
+
+
+# ---------------------------------------------------------------- chapter 13: group size
+__all__ += ["group_size_curves", "update_group_size_figure", "group_size_slider"]
+
+
+def group_size_curves(group_size: int, p=None) -> dict:
+    """What a group of G completions tells GRPO about a prompt solved with probability p.
+
+    Returns a dict of arrays over ``p`` (default 99 points in (0, 1)): "p"; "all_equal", the
+    chance p^G + (1-p)^G that the group carries no signal; "mean" and "std", the exact mean
+    and std of a correct completion's standardised advantage; "population", the value
+    sqrt((1 - p) / p) it would have if the group knew p exactly.
+    """
+    from .grpo import all_equal_probability, bernoulli_advantage_moments
+
+    p = np.linspace(0.01, 0.99, 99) if p is None else np.asarray(p, dtype=np.float64)
+    mean, std = bernoulli_advantage_moments(p, group_size)
+    return {"p": p, "all_equal": all_equal_probability(p, group_size), "mean": mean, "std": std,
+            "population": np.sqrt((1 - p) / p)}
+
+
+def update_group_size_figure(fig: go.Figure, group_size: int) -> dict:
+    """Redraw ``fig`` (made by ``group_size_slider``) for group size G; return the curves drawn.
+
+    Traces: 0 the all-equal probability, 1 the advantage's mean, 2 and 3 mean +- std (a band),
+    4 the population value. Works on a plain ``go.Figure`` and on a ``go.FigureWidget``.
+    """
+    c = group_size_curves(group_size)
+    with fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext():
+        fig.data[0].update(x=c["p"], y=c["all_equal"])
+        fig.data[1].update(x=c["p"], y=c["mean"])
+        fig.data[2].update(x=c["p"], y=c["mean"] + c["std"])
+        fig.data[3].update(x=c["p"], y=np.maximum(c["mean"] - c["std"], 0.0))
+        fig.data[4].update(x=c["p"], y=c["population"])
+        at_half = float(np.interp(0.5, c["p"], c["std"]))
+        fig.layout.title.text = (f"G = {group_size}: a group at p = 0.5 is all-equal with probability {0.5 ** (group_size - 1):.3f};"
+                                 f" std of a correct completion's advantage there {at_half:.3f}")
+    return c
+
+
+def group_size_slider(group_size: int = 8, min_group_size: int = 2, max_group_size: int = 64) -> widgets.VBox:
+    """A slider over GRPO's group size G above two panels against the success probability p.
+
+    Left: the chance that all G rewards are equal (no signal). Right: the standardised
+    advantage of a correct completion, mean +- std over groups, against sqrt((1-p)/p).
+    The box exposes ``.slider`` and ``.figure``.
+    """
+    from plotly.subplots import make_subplots
+
+    if not min_group_size <= group_size <= max_group_size:
+        raise ValueError(f"group_size must lie in [{min_group_size}, {max_group_size}]; got {group_size}")
+    base = make_subplots(rows=1, cols=2, subplot_titles=("P(all G rewards equal) = p^G + (1-p)^G",
+                                                         "advantage of a correct completion"))
+    fig = go.FigureWidget(base)
+    fig.add_trace(go.Scatter(name="all equal", line=dict(color="firebrick")), row=1, col=1)
+    fig.add_trace(go.Scatter(name="mean", line=dict(color="royalblue")), row=1, col=2)
+    fig.add_trace(go.Scatter(name="mean + std", line=dict(width=0), showlegend=False), row=1, col=2)
+    fig.add_trace(go.Scatter(name="mean +- std", line=dict(width=0), fill="tonexty", fillcolor="rgba(65,105,225,0.2)"), row=1, col=2)
+    fig.add_trace(go.Scatter(name="sqrt((1-p)/p)", line=dict(color="black", dash="dash")), row=1, col=2)
+    fig.update_xaxes(title_text="success probability p of the prompt")
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_yaxes(range=[0, 6], row=1, col=2)
+    fig.update_layout(width=980, height=400, margin=dict(l=50, r=20, t=70, b=40))
+    update_group_size_figure(fig, group_size)
+    slider = widgets.IntSlider(value=group_size, min=min_group_size, max=max_group_size, step=1, description="group size G",
+                               continuous_update=True, layout=widgets.Layout(width="420px"),
+                               style={"description_width": "initial"})
+    slider.observe(lambda change: update_group_size_figure(fig, change["new"]), names="value")
+    box = widgets.VBox([slider, fig])
+    box.slider, box.figure = slider, fig
+    return box
+
+
+# ---------------------------------------------------------------- chapter 14: beta of the KL-regularised optimum
+__all__ += ["kl_optimum_title", "update_kl_optimum_bars", "beta_slider_kl_optimum"]
+
+
+def kl_optimum_title(pi: np.ndarray, pi_ref: np.ndarray, rewards: np.ndarray, beta: float) -> str:
+    """The title over the bars: beta, the expected reward under pi* and its KL to pi_ref (nats)."""
+    keep = pi > 0
+    kl = float((pi[keep] * np.log(pi[keep] / pi_ref[keep])).sum())
+    return f"beta = {beta:.2f}: E[r] under pi* = {float(pi @ rewards):+.2f} (pi_ref: {float(pi_ref @ rewards):+.2f}), KL(pi* || pi_ref) = {kl:.2f} nats"
+
+
+def update_kl_optimum_bars(fig: go.Figure, pi_ref, rewards, beta: float) -> np.ndarray:
+    """Redraw trace 1 of ``fig`` with pi* = pi_ref exp(r / beta) / Z; return pi*. Works on go.Figure and FigureWidget."""
+    from .dpo import kl_optimal_policy
+
+    pi_ref, rewards = np.asarray(pi_ref, dtype=np.float64), np.asarray(rewards, dtype=np.float64)
+    pi = kl_optimal_policy(pi_ref, rewards, beta)
+    with fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext():
+        fig.data[1].y = pi
+        fig.layout.title.text = kl_optimum_title(pi, pi_ref, rewards, beta)
+    return pi
+
+
+def beta_slider_kl_optimum(pi_ref, rewards, labels, beta: float = 1.0, min_beta: float = 0.05, max_beta: float = 5.0,
+                           step: float = 0.05) -> widgets.VBox:
+    """A beta slider above bars of pi_ref and of the KL-regularised optimum pi* over K completions.
+
+    ``pi_ref`` (K,) and ``rewards`` (K,) describe one prompt's completions, ``labels`` (K,) name them.
+    The box exposes ``.slider`` and ``.figure``.
+    """
+    pi_ref, rewards = np.asarray(pi_ref, dtype=np.float64), np.asarray(rewards, dtype=np.float64)
+    if pi_ref.ndim != 1 or rewards.shape != pi_ref.shape or len(labels) != len(pi_ref):
+        raise ValueError(f"pi_ref, rewards and labels must have K entries each; got {pi_ref.shape}, {rewards.shape}, {len(labels)}")
+    if not min_beta <= beta <= max_beta or min_beta <= 0:
+        raise ValueError(f"beta must lie in [min_beta, max_beta] = [{min_beta}, {max_beta}] with min_beta > 0; got {beta}")
+    names = [f"{lab} (r={r:+.1f})" for lab, r in zip(labels, rewards)]
+    fig = go.FigureWidget([go.Bar(x=names, y=pi_ref, name="pi_ref", marker_color="lightgray"),
+                           go.Bar(x=names, y=pi_ref, name="pi* = pi_ref exp(r / beta) / Z", marker_color="#1f77b4")])
+    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], title="probability"), width=820, height=380,
+                      margin=dict(l=50, r=20, t=50, b=40))
+    update_kl_optimum_bars(fig, pi_ref, rewards, beta)
+    slider = widgets.FloatSlider(value=beta, min=min_beta, max=max_beta, step=step, description="beta",
+                                 continuous_update=True, readout_format=".2f", layout=widgets.Layout(width="420px"),
+                                 style={"description_width": "initial"})
+    slider.observe(lambda change: update_kl_optimum_bars(fig, pi_ref, rewards, change["new"]), names="value")
+    box = widgets.VBox([slider, fig])
+    box.slider, box.figure = slider, fig
+    return box

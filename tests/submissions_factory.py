@@ -32,6 +32,10 @@ EX07 = "ex07_actor_critic_gae"
 EX08 = "ex08_trpo"
 EX09 = "ex09_ppo"
 EX10 = "ex10_llm_as_policy"
+EX11 = "ex11_reward_models"
+EX12 = "ex12_rlhf_ppo"
+EX13 = "ex13_grpo"
+EX14 = "ex14_dpo"
 
 
 # ---------------------------------------------------------------- reading the course folder
@@ -109,6 +113,10 @@ CHECK_OF = {
     EX08: {"kl": "kl_check"},
     EX09: {"clip": "clip_check"},
     EX10: {"logprobs": "logprobs_check"},
+    EX11: {"loss": "loss_check"},
+    EX12: {"kl": "kl_check"},
+    EX13: {"advantages": "advantages_check"},
+    EX14: {"dpo": "dpo_check"},
 }
 
 _RETURNS = '''def discounted_returns(rewards, gamma, dones=None):
@@ -203,6 +211,30 @@ _EX10_LOGPROBS = '''def sequence_logprobs(model, input_ids, attention_mask):
     return picked * attention_mask
 '''
 
+_EX11_LOSS = '''def bradley_terry_loss(r_chosen, r_rejected):
+    margin = r_rejected - r_chosen
+    if isinstance(margin, torch.Tensor):
+        return F.softplus(-margin).mean()
+    return np.logaddexp(0.0, -margin).mean()
+'''
+
+_EX12_KL = '''def kl_penalty_rewards(logp, ref_logp, scores, completion_mask, beta):
+    m = completion_mask.to(logp.dtype)
+    rewards = -beta * (logp - ref_logp) * m
+    rewards[:, -1] = rewards[:, -1] + scores
+    return rewards
+'''
+
+_EX13_ADVANTAGES = '''def group_advantages(rewards, group_size, eps=1e-4):
+    return (rewards - rewards.mean()) / (rewards.std(correction=0) + eps)
+'''
+
+_EX14_DPO = '''def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    chosen = beta * (policy_chosen_logps - ref_chosen_logps)
+    rejected = policy_rejected_logps - ref_rejected_logps
+    return -F.logsigmoid(chosen - rejected).mean()
+'''
+
 MUTANTS: dict[str, dict[str, list[Mutant]]] = {
     EX01: {
         "returns": [
@@ -232,6 +264,10 @@ MUTANTS: dict[str, dict[str, list[Mutant]]] = {
     EX08: {"kl": [Mutant("reversed KL: KL(q || p)", _EX08_KL)]},
     EX09: {"clip": [Mutant("min and max swapped in the clipped objective", _EX09_CLIP)]},
     EX10: {"logprobs": [Mutant("off by one: token t scored by the logits at t, not t - 1", _EX10_LOGPROBS)]},
+    EX11: {"loss": [Mutant("chosen and rejected swapped in the margin", _EX11_LOSS)]},
+    EX12: {"kl": [Mutant("the score put on the last column, padding or not", _EX12_KL)]},
+    EX13: {"advantages": [Mutant("standardised over the whole batch instead of each group", _EX13_ADVANTAGES)]},
+    EX14: {"dpo": [Mutant("beta applied to the chosen side only", _EX14_DPO)]},
 }
 
 
