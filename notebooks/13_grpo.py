@@ -349,7 +349,7 @@ fig.show()
 # and the reward of the sampled completions rise together, slowly at first: a 0/1 verifier says
 # only *whether* a sum is right, and most of each batch says nothing. The KL to the reference
 # grows as the policy leaves the base model; the small $\beta$ lets it, which is what a verifier
-# with no loophole allows. The silent groups are the measurement the issue of "no signal" needs:
+# with no loophole allows. The silent groups measure the "no signal" problem directly:
 # at the start nearly half of all prompts get $G$ wrong answers (hard sums, mostly with carries)
 # and teach nothing; as the policy improves, the all-wrong share falls, and once it masters a
 # prompt, all-right groups appear and fall silent too. Completion lengths stay near the length of

@@ -199,8 +199,7 @@ for step in range(6):
     with torch.no_grad():
         logp = token_logprobs(policy(rollout.ids, attention_mask=rollout.attention_mask)[:, rollout.prompt_length - 1 : -1],
                               rollout.ids[:, rollout.prompt_length:])
-        ratio = torch.exp(logp - rollout.old_logp)
-    moved = masked_mean(((ratio - 1).abs() > 0.2).float(), m)
+        moved = masked_mean((((logp - rollout.old_logp).exp() - 1).abs() > 0.2).float(), m)
     print(f"step {step}: policy loss {policy_loss.item():+.4f}, value loss {value_loss.item():.4f}, "
           f"share of tokens outside the clip range {float(moved):.2f}")
 gain = masked_mean((logp - rollout.old_logp) * torch.sign(advantages), m)
