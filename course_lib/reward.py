@@ -49,6 +49,7 @@ __all__ = [
     "last_token_scores",
     "PreferencePairs",
     "written_reviews",
+    "near_misses",
     "sample_completions",
     "preference_pairs",
     "encode_texts",
@@ -67,7 +68,7 @@ __all__ = [
 
 # Part of every reward-model cache key: bump it when the pair generator or the
 # training code change what a config produces.
-REWARD_DATA_VERSION = 1
+REWARD_DATA_VERSION = 2  # 2: near-miss variants of the written reviews (near_misses)
 
 
 # ---------------------------------------------------------------- Bradley-Terry on a win table
@@ -291,6 +292,65 @@ def written_reviews(task: ReviewTask, n: int, rng: np.random.Generator, positive
     return out
 
 
+def near_misses(task: ReviewTask, reviews: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """One near-miss of each review: the same text with one mistake that the labeler scores as malformed.
+
+    The mistake is drawn uniformly from: the leading space dropped or turned into another
+    character (" tasty." -> "tasty.", "ttasty."), the full stop dropped, one or every " and "
+    turned into a space (" great and fresh." -> " great fresh."), one adjective misspelt,
+    a scrap of text after the full stop (" fun." -> " fun.an."), or one character inserted,
+    deleted or replaced anywhere. Reviews of one adjective have no " and " to drop; they get
+    one of the others. Paired against the review itself, a near-miss teaches the reward model
+    the format the labeler enforces, which it would otherwise learn only from the base model's
+    own malformed samples: without them PPO finds these holes (chapter 12).
+
+    Example: " great and fresh." can become "great and fresh.", " great and fresh",
+    " great fresh.", " great and frsh." or " great and fresh.ea.".
+    """
+    alphabet = CharTokenizer().alphabet
+    letters = "abcdefghijklmnopqrstuvwxyz"
+
+    def pick(chars: str) -> str:
+        return chars[int(rng.integers(len(chars)))]
+
+    def edit(text: str, chars: str, at: int | None = None) -> str:
+        i = int(rng.integers(len(text))) if at is None else at
+        how = int(rng.integers(3))
+        if how == 0:
+            return text[:i] + text[i + 1:]
+        return text[:i] + pick(chars) + text[i + (how == 2):]
+
+    out = []
+    for review in reviews:
+        words = review[1:-1].split(" and ")
+        kinds = ["space", "stop", "misspell", "tail", "edit"] + (["and"] * (len(words) > 1))
+        kind = kinds[int(rng.integers(len(kinds)))]
+        for _ in range(20):  # retry until the labeler calls it malformed
+            if kind == "space":
+                text = review[1:] if rng.random() < 0.5 else pick(alphabet.replace(" ", "")) + review[1:]
+            elif kind == "stop":
+                text = review[:-1]
+            elif kind == "tail":  # a piece of an adjective and another stop
+                w = pick(task.adjectives)
+                start = int(rng.integers(len(w)))
+                text = review + w[start : start + int(rng.integers(1, 5))] + "."
+            elif kind == "and":
+                if rng.random() < 0.5:  # every " and "
+                    text = " " + " ".join(words) + "."
+                else:
+                    j = int(rng.integers(len(words) - 1))
+                    text = " " + " and ".join(words[:j]) + (" and " if j else "") + words[j] + " " + " and ".join(words[j + 1:]) + "."
+            elif kind == "misspell":
+                j = int(rng.integers(len(words)))
+                text = " " + " and ".join(words[:j] + [edit(words[j], letters)] + words[j + 1:]) + "."
+            else:
+                text = edit(review, alphabet)
+            if task.score(text) == task.malformed_score and text != review:
+                break
+        out.append(text)
+    return out
+
+
 @torch.no_grad()
 def sample_completions(policy: GPT, prompts: Sequence[str], seed: int, tokenizer: CharTokenizer,
                         temperature: float = 1.0, batch_size: int = 512) -> list[str]:
@@ -306,14 +366,19 @@ def sample_completions(policy: GPT, prompts: Sequence[str], seed: int, tokenizer
 
 def preference_pairs(policy: GPT, task: ReviewTask, n: int, seed: int, split: str = "train", beta: float = 2.0,
                      written_fraction: float = 0.5, tokenizer: CharTokenizer | None = None,
-                     drop_ties: bool = True) -> PreferencePairs:
+                     drop_ties: bool = True, near_miss_fraction: float = 0.8) -> PreferencePairs:
     """n labelled pairs: for each prompt, a sample of ``policy`` against a second completion.
 
     The second completion is another sample of the policy, or, for a share
     ``written_fraction`` of the prompts, a review the labeler wrote
     (``written_reviews``): the base policy alone rarely writes three positive
     adjectives, so without them the reward model would never see the top of
-    the scale that RLHF will push towards. Pairs whose two completions are the
+    the scale that RLHF will push towards. For a share ``near_miss_fraction`` of
+    those written pairs, the first completion is not a sample either but a
+    near-miss of the written review (``near_misses``: the same review with one
+    mistake, such as its leading space, its full stop or an " and " dropped, or
+    a word misspelt), so the reward model sees the labeler's format enforced
+    on exactly the texts PPO will push towards. Pairs whose two completions are the
     same text are dropped (they carry no information) and replaced; so are,
     with ``drop_ties``, pairs the labeler scores the same: it answers "no
     preference" for those, and such pairs are left out, as many collection
@@ -328,6 +393,8 @@ def preference_pairs(policy: GPT, task: ReviewTask, n: int, seed: int, split: st
         raise ValueError(f"n must be >= 1; got {n}")
     if not 0.0 <= written_fraction <= 1.0:
         raise ValueError(f"written_fraction must lie in [0, 1]; got {written_fraction}")
+    if not 0.0 <= near_miss_fraction <= 1.0:
+        raise ValueError(f"near_miss_fraction must lie in [0, 1]; got {near_miss_fraction}")
     tokenizer = tokenizer or CharTokenizer()
     rng = np.random.default_rng(seed)
     prompts, chosen, rejected = [], [], []
@@ -340,6 +407,9 @@ def preference_pairs(policy: GPT, task: ReviewTask, n: int, seed: int, split: st
         written = rng.random(m) < written_fraction
         demos = written_reviews(task, int(written.sum()), rng)
         second = [demos.pop() if w else s for s, w in zip(second, written)]
+        near = written & (rng.random(m) < near_miss_fraction)
+        misses = near_misses(task, [b for b, w in zip(second, near) if w], rng)[::-1]
+        first = [misses.pop() if w else a for a, w in zip(first, near)]
         first_wins = task.label_pairs(first, second, rng, beta=beta)
         tie = np.array([task.score(a) == task.score(b) for a, b in zip(first, second)]) & drop_ties
         for p, a, b, a_wins, skip in zip(batch_prompts, first, second, first_wins, tie):

@@ -51,6 +51,7 @@ from course_lib.reward import (
     bradley_terry_probability,
     encode_texts,
     last_token_scores,
+    near_misses,
     preference_pairs,
     reward_config,
     reward_fn,
@@ -341,7 +342,18 @@ fig.show()
 # prompts the second completion is a review *the labeler wrote* (a demonstration, as labelers
 # also write in InstructGPT), leaning positive; one in five of those has a mistake a praise-hungry
 # policy might make ("great and great.", or four adjectives), which the labeler scores as
-# malformed. Held-out pairs use the three nouns the training prompts never mention.
+# malformed.
+#
+# A second gap: the base model's samples are malformed in their own random ways, never in the
+# precise ways that pay. A review that is *almost* right, " great lovely fresh." (no " and "),
+# "great." (no leading space), " great and fresh" (no full stop), " grmat." or " fun.an.", looks
+# to a small reward model much like the well-formed review it nearly is, and a policy pushed
+# towards praise finds exactly those texts (chapter 12 did, before this data was added). So for
+# most of the written reviews (`near_miss_fraction`, 80%) the other completion is not a sample
+# but a **near-miss** of the same review (`near_misses`): one such mistake, which the labeler
+# scores as malformed. A pair that differs in one character says precisely what the labeler
+# enforces. Held-out pairs use the three nouns the training prompts never mention, and contain
+# near-misses in the same share.
 
 # %%
 task = ReviewTask()
@@ -358,6 +370,9 @@ for k in range(4):
     print(f"  {train_pairs.prompts[k]!r}: chosen {train_pairs.chosen[k]!r} "
           f"(score {task.score(train_pairs.chosen[k]):+.0f}) over {train_pairs.rejected[k]!r} "
           f"(score {task.score(train_pairs.rejected[k]):+.0f})")
+review_rng = np.random.default_rng(5)
+demo_reviews = written_reviews(task, 6, review_rng, flawed=0.0)
+print("near-misses of written reviews:", ", ".join(f"{a!r} -> {b!r}" for a, b in zip(demo_reviews, near_misses(task, demo_reviews, review_rng))))
 
 
 def true_scores(completions):
@@ -485,8 +500,8 @@ assert history["eval_labels"][-1] <= ceiling + 0.03  # no model beats the noise
 # %% [markdown]
 # The accuracy against the labels sits below the one against the true preference: the noise
 # flips some labels, and a good model *should* disagree with those. The course aims at 90%
-# against the true preference; this small model and budget get into the low 80s (full setting)
-# and high 70s (fast mode). The next plot shows where the rest is lost.
+# against the true preference; this small model and budget get to about 82% (full setting)
+# and 81% (fast mode). The next plot shows where the rest is lost.
 #
 # Now the question chapter 12 cares about: does the score go up with the labeler's hidden score,
 # all the way to the top? Score the completions of the held-out pairs and the written reviews
@@ -519,8 +534,8 @@ assert medians[0] < medians[4]  # malformed below a neutral review
 # of neighbouring scores overlap, the model can rank a worse review above a better one. By far the
 # widest box is **malformed** text: spotting a misspelt adjective ("frest", "sold") or a repeated
 # one needs the model to know the word lists letter by letter, and this is where most of the
-# remaining errors are. More pairs and more steps shrink it; so would pairs built to differ in
-# one word only.
+# remaining errors are, even with the near-miss pairs of section 8 built to teach exactly that.
+# More pairs and more steps shrink it.
 #
 # ## 11. What the reward model has not seen
 #

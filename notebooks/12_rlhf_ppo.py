@@ -370,6 +370,9 @@ if t1 - t0 > 0.5 * (r1 - r0):
 else:
     print(f"the reward model's score rose by {r1 - r0:+.2f}, the labeler's by only {t1 - t0:+.2f}: "
           "the policy is exploiting the reward model's errors (reward hacking)")
+# The labeler's score, which the policy never sees, rises too (fast mode, seeds 0-2: by 1.4 to 1.9;
+# full setting, seeds 0-1: by 0.7 to 0.9).
+assert t1 - t0 > 0.5, (t0, t1)
 
 # %% [markdown]
 # Now the same held-out prompts and the same random seed as before training:
@@ -386,25 +389,34 @@ table = go.Figure(go.Table(
 table.update_layout(title=f"{n_eval} held-out prompts (nouns never seen in training), temperature 1", width=650, height=250)
 table.show()
 assert after[2].mean() > before[2].mean()  # the reward model likes the new reviews better, on unseen prompts too
+assert after[3].mean() > before[3].mean() + 0.3  # and so does the labeler (fast mode: -1.20 -> +0.14)
 
 # %% [markdown]
 # Read the curves and the table together:
 #
 # * the **reward-model score** rises: PPO does what it is asked;
-# * the **labeler's true score** is the one the policy never sees. Where it rises with the reward
-#   model's, the policy learned what the labeler wanted: more positive adjectives. Where the two
-#   curves part (the reward model's score keeps rising while the labeler's stalls or falls, and
-#   the samples show broken words the labeler rejects), the policy has found the reward model's
-#   blind spots: **reward hacking**, in miniature. Our reward models learned from a few thousand
-#   pairs of the base model's samples, which nearly always start with a space; a completion
-#   without it is malformed to the labeler but unfamiliar to the reward model, and PPO finds
-#   such holes within a few dozen steps. Look at the samples above for it. The KL penalty slows
-#   the drift; a better reward model (more pairs, pairs from the current policy, as InstructGPT
-#   collected them) is the real cure. Gao et al. (2023) measure how the true reward first rises and
-#   then falls as the KL grows;
+# * the **labeler's true score** is the one the policy never sees. Here it rises with the reward
+#   model's: the policy learned what the labeler wanted, more positive adjectives and fewer
+#   malformed reviews. It did not have to. Where the two curves part (the reward model's score
+#   keeps rising while the labeler's stalls or falls, and the samples show broken words the
+#   labeler rejects), the policy has found the reward model's blind spots: **reward hacking**, in
+#   miniature. An earlier version of this course had exactly that: its reward model had learned
+#   from pairs of the base model's samples and written reviews only, and had never seen a review
+#   that is *almost* right. PPO found such texts within a few dozen steps: "tasty." (no leading
+#   space), " great lovely fresh." (no " and "), " fun.an.". In the full setting the reward-model
+#   score rose from 1.7 to 3.9 while the labeler's fell from $-0.4$ to $-3.5$, nearly every
+#   completion malformed, at a KL of 10 to 16 nats. Two changes closed those holes: chapter 11's
+#   **near-miss pairs** (each written review against a copy with one such mistake) and a larger
+#   starting KL coefficient (0.2 instead of 0.05, below). Neither makes the reward model right
+#   everywhere: a longer run, a larger learning rate or a weaker KL finds the next hole (look for
+#   misspelt words among the samples above). Real pipelines keep collecting pairs from the current
+#   policy, as InstructGPT did. Gao et al. (2023) measure how the true reward first rises and then
+#   falls as the KL grows;
 # * the **KL** grows from 0: the price, in nats per completion, of the change. While it is above
 #   the target the controller raises $\beta$, but with a horizon of 1000 completions it reacts over
-#   tens of steps, and a larger starting `kl_coef` holds the policy closer from the start;
+#   tens of steps, so the starting `kl_coef` matters: with 0.05 the policy had drifted 10 to 40 nats
+#   within the first steps of some runs, into texts only the reward model liked; 0.2 holds it near
+#   the target from the start;
 # * the **entropy** says how sure the policy is of its next token; once the policy settles on
 #   what pays it falls, and the reviews become less varied. An entropy bonus (`entropy_coef`)
 #   slows this;

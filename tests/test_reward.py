@@ -17,6 +17,7 @@ from course_lib.reward import (
     encode_texts,
     last_token_scores,
     load_or_train_reward_model,
+    near_misses,
     pairwise_accuracy,
     preference_pairs,
     reward_cache_key,
@@ -319,6 +320,35 @@ def test_written_reviews_lean_positive_and_include_flaws():
     assert any(len(set(w)) < len(w) for w in words)  # some repeats
     assert any(len(w) > task.max_adjectives for w in words)  # some too long
     assert all(set(r) <= set(CharTokenizer().alphabet) for r in reviews)
+
+
+def test_near_misses_are_malformed_and_close():
+    task = ReviewTask()
+    rng = np.random.default_rng(0)
+    reviews = written_reviews(task, 600, rng, flawed=0.0)
+    misses = near_misses(task, reviews, rng)
+    assert len(misses) == len(reviews)
+    assert all(task.score(m) == task.malformed_score for m in misses)
+    assert all(m != r and abs(len(m) - len(r)) <= 8 for m, r in zip(misses, reviews))
+    assert all(set(m) <= set(CharTokenizer().alphabet) for m in misses)
+    # every kind of mistake turns up
+    assert any(m == r[1:] for m, r in zip(misses, reviews))  # leading space dropped
+    assert any(m == r[:-1] for m, r in zip(misses, reviews))  # full stop dropped
+    assert any(m == r.replace(" and ", " ") for m, r in zip(misses, reviews) if " and " in r)  # " and " dropped
+    assert any(m.startswith(r) and len(m) > len(r) for m, r in zip(misses, reviews))  # text after the stop
+    assert near_misses(task, reviews, np.random.default_rng(1)) == near_misses(task, reviews, np.random.default_rng(1))
+
+
+def test_preference_pairs_include_near_misses():
+    task = ReviewTask()
+    policy = tiny_reward_model(seed=1, block_size=24)
+    pairs = preference_pairs(policy, task, 40, seed=3, beta=50.0, written_fraction=1.0, near_miss_fraction=1.0)
+    # every pair is a written review against its own near-miss: the review wins, the near-miss is malformed
+    assert all(task.score(r) == task.malformed_score < task.score(c) for c, r in zip(pairs.chosen, pairs.rejected))
+    none = preference_pairs(policy, task, 40, seed=3, beta=50.0, written_fraction=1.0, near_miss_fraction=0.0)
+    assert none != pairs
+    with pytest.raises(ValueError, match="near_miss_fraction"):
+        preference_pairs(policy, task, 4, seed=0, near_miss_fraction=-0.1)
 
 
 def test_preference_pairs_deterministic_and_consistent():
