@@ -327,8 +327,9 @@ fig.show()
 #   true score of +0.8 against DPO's -0.5, with 96% of reviews well-formed). But it optimises the reward
 #   *model*, and where that model is wrong PPO finds out too. A PPO policy whose KL runs far past its
 #   target while its true score falls is exploiting the reward model (chapter 12's reward hacking):
-#   one of our full-setting runs during development ended writing "the bed was gream." for every
-#   prompt, a KL of 15 nats and a true score of -4. DPO cannot hack a reward model it does not
+#   before the reward model was shown near-miss pairs and PPO's KL coefficient was raised (chapter
+#   12), a full-setting run ended writing "the bed was gream." for every prompt, at a KL of 15 nats
+#   and a true score of -4. DPO cannot hack a reward model it does not
 #   have; its failure is the opposite one, moving too little and in directions nobody labelled.
 #   The next cell prints which of the two regimes this run's PPO is in.
 #
