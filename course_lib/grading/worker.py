@@ -171,6 +171,9 @@ def _config(limits: Limits, notes_path: Path):
     c.RobustOverwriteCells.notes_path = str(notes_path)
     c.RobustExecute.notes_path = str(notes_path)
     c.RobustExecute.timeout = limits.cell_timeout_s
+    # nbclient gives a kernel 60 s to start; on a busy 2-core machine grading several
+    # submissions at once that is not always enough, and a slow start is not the student's fault.
+    c.RobustExecute.startup_timeout = 300
     c.RobustExecute.output_chars = limits.output_chars
     c.RobustExecute.max_restarts = limits.max_restarts
     c.RobustExecute.kernel_name = KERNEL_NAME
