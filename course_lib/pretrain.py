@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -48,6 +49,7 @@ __all__ = [
     "cache_dir",
     "cache_key",
     "cache_lock",
+    "cached_checkpoint",
     "load_or_pretrain",
     "CACHE_ENV",
 ]
@@ -256,6 +258,50 @@ def cache_lock(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def cached_checkpoint(folder, stem: str, make_model: Callable[[dict], GPT],
+                      train: Callable[[], tuple[GPT, dict]]) -> tuple[GPT, dict]:
+    """The model saved as ``<folder>/<stem>.safetensors`` (record in ``<stem>.json``), or ``train()`` it and save it.
+
+    ``make_model(record)`` builds the empty model a saved checkpoint loads into;
+    ``train()`` returns a trained model and its record (JSON-serialisable). The
+    returned record has ``cached`` added. Training happens under ``cache_lock``,
+    so a second process that needs the same checkpoint waits and then loads it.
+    The output layer is tied to wte, so the tensor is stored once; files are
+    written under temporary names and renamed, so a run killed halfway never
+    leaves half a checkpoint.
+    """
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    weights_path, record_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
+
+    def load():
+        record = json.loads(record_path.read_text())
+        model = make_model(record)
+        state = load_file(weights_path)
+        state["lm_head.weight"] = state["transformer.wte.weight"]
+        model.load_state_dict(state)
+        return model.eval(), record | {"cached": True}
+
+    if weights_path.exists() and record_path.exists():
+        return load()
+    with cache_lock(folder / f"{stem}.lock"):
+        # Another process (a second notebook, a parallel test worker) may have trained
+        # it while this one waited for the lock: then load its checkpoint.
+        if weights_path.exists() and record_path.exists():
+            return load()
+        model, record = train()
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+        tmp_weights = weights_path.with_name(f"{weights_path.name}.{os.getpid()}.tmp")
+        tmp_record = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")
+        save_file(state, tmp_weights)
+        tmp_record.write_text(json.dumps(record))
+        os.replace(tmp_weights, weights_path)
+        os.replace(tmp_record, record_path)
+        return model, record | {"cached": False}
+
+
 def cache_key(config: PretrainConfig) -> str:
     """A short hash of every config field (seed included) and DATA_VERSION."""
     payload = json.dumps({"config": asdict(config), "data_version": DATA_VERSION}, sort_keys=True)
@@ -270,37 +316,15 @@ def load_or_pretrain(config: PretrainConfig | None = None, directory=None, progr
     (True when it came from disk). The checkpoint is
     ``<directory>/base-<cache_key>.safetensors`` with a ``.json`` beside it.
     """
-    from safetensors.torch import load_file
-
     config = config or base_config()
     folder = Path(directory) if directory is not None else cache_dir()
-    key = cache_key(config)
-    weights_path, record_path = folder / f"base-{key}.safetensors", folder / f"base-{key}.json"
     tokenizer = CharTokenizer()
-
-    def load():
-        record = json.loads(record_path.read_text())
-        model = GPT(model_config(config, tokenizer))
-        state = load_file(weights_path)
-        state["lm_head.weight"] = state["transformer.wte.weight"]
-        model.load_state_dict(state)
-        return model.eval(), record | {"cached": True}
-
-    if weights_path.exists() and record_path.exists():
-        return load()
-    with cache_lock(folder / f"base-{key}.lock"):
-        # Another process (a second notebook, a parallel test worker) may have trained
-        # it while this one waited for the lock: then load its checkpoint.
-        if weights_path.exists() and record_path.exists():
-            return load()
-        return _pretrain_and_save(config, weights_path, record_path, tokenizer, progress)
+    return cached_checkpoint(folder, f"base-{cache_key(config)}", lambda record: GPT(model_config(config, tokenizer)),
+                             lambda: _pretrain_with_record(config, tokenizer, progress))
 
 
-def _pretrain_and_save(config: PretrainConfig, weights_path: Path, record_path: Path, tokenizer: CharTokenizer,
-                       progress: bool) -> tuple[GPT, dict]:
-    from safetensors.torch import save_file
-
-    folder = weights_path.parent
+def _pretrain_with_record(config: PretrainConfig, tokenizer: CharTokenizer, progress: bool) -> tuple[GPT, dict]:
+    """Pretrain, then measure what the checkpoint's record reports."""
     model, history = pretrain(config, progress=progress)
     arithmetic, reviews = make_tasks(config)
     well_formed, mean_score = review_quality(model, reviews, tokenizer=tokenizer)
@@ -316,17 +340,7 @@ def _pretrain_and_save(config: PretrainConfig, weights_path: Path, record_path: 
         "review_well_formed": well_formed,
         "review_mean_score": mean_score,
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    # The output layer is tied to wte: store the tensor once. Write to temporary
-    # names, then rename, so a run killed halfway never leaves half a checkpoint.
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    tmp_weights = weights_path.with_name(f"{weights_path.name}.{os.getpid()}.tmp")
-    tmp_record = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")
-    save_file(state, tmp_weights)
-    tmp_record.write_text(json.dumps(record))
-    os.replace(tmp_weights, weights_path)
-    os.replace(tmp_record, record_path)
-    return model, record | {"cached": False}
+    return model, record
 
 
 def _describe(config: PretrainConfig) -> str:

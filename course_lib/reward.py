@@ -634,9 +634,8 @@ def load_or_train_reward_model(config: RewardConfig | None = None, base=None, di
     labeler's true preference (``heldout_true_accuracy``), timings, and
     ``cached``.
     """
-    from safetensors.torch import load_file, save_file
 
-    from .pretrain import PretrainConfig, base_config, cache_dir, cache_key, cache_lock, load_or_pretrain
+    from .pretrain import PretrainConfig, base_config, cache_dir, cache_key, cached_checkpoint, load_or_pretrain
 
     config = config or reward_config()
     if base is None:
@@ -650,30 +649,15 @@ def load_or_train_reward_model(config: RewardConfig | None = None, base=None, di
         raise ValueError(f"base must be None, a PretrainConfig or a GPT; got {type(base).__name__}")
     folder = Path(directory) if directory is not None else cache_dir()
     key = reward_cache_key(config, base_key)
-    weights_path, record_path = folder / f"reward-{key}.safetensors", folder / f"reward-{key}.json"
 
-    def load():
-        record = json.loads(record_path.read_text())
-        model = GPT(GPTConfig(**record["gpt_config"]), value_head=True)
-        state = load_file(weights_path)
-        state["lm_head.weight"] = state["transformer.wte.weight"]
-        model.load_state_dict(state)
-        return model.eval(), record | {"cached": True}
-
-    if weights_path.exists() and record_path.exists():
-        return load()
-    # One process trains, any other that needs the same model waits here and then loads it.
-    with cache_lock(folder / f"reward-{key}.lock"):
-        if weights_path.exists() and record_path.exists():
-            return load()
-        if base_model is None:
-            base_model, _ = load_or_pretrain(base, directory=directory, progress=progress)
+    def train():
+        base_gpt = base_model if base_model is not None else load_or_pretrain(base, directory=directory, progress=progress)[0]
         task = ReviewTask()
         tokenizer = CharTokenizer()
-        pairs = preference_pairs(base_model, task, config.n_pairs, config.seed, "train", config.beta, config.written_fraction, tokenizer)
-        test_pairs = preference_pairs(base_model, task, config.n_test_pairs, config.seed + 10_000, "test", config.beta,
+        pairs = preference_pairs(base_gpt, task, config.n_pairs, config.seed, "train", config.beta, config.written_fraction, tokenizer)
+        test_pairs = preference_pairs(base_gpt, task, config.n_test_pairs, config.seed + 10_000, "test", config.beta,
                                       config.written_fraction, tokenizer)
-        model, history = train_reward_model(base_model, pairs, config, progress=progress, eval_pairs=test_pairs, task=task,
+        model, history = train_reward_model(base_gpt, pairs, config, progress=progress, eval_pairs=test_pairs, task=task,
                                             tokenizer=tokenizer)
         record = {
             "config": asdict(config),
@@ -690,15 +674,10 @@ def load_or_train_reward_model(config: RewardConfig | None = None, base=None, di
             "heldout_accuracy": history["eval"][-1][1],
             "heldout_true_accuracy": history["eval"][-1][2],
         }
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-        tmp_weights = weights_path.with_name(f"{weights_path.name}.{os.getpid()}.tmp")
-        tmp_record = record_path.with_name(f"{record_path.name}.{os.getpid()}.tmp")
-        save_file(state, tmp_weights)
-        tmp_record.write_text(json.dumps(record))
-        os.replace(tmp_weights, weights_path)
-        os.replace(tmp_record, record_path)
-        return model, record | {"cached": False}
+        return model, record
+
+    return cached_checkpoint(folder, f"reward-{key}", lambda record: GPT(GPTConfig(**record["gpt_config"]), value_head=True),
+                             train)
 
 
 def reward_fn(model: GPT, tokenizer: CharTokenizer | None = None) -> Callable[[list[str], list[str]], torch.Tensor]:
