@@ -10,8 +10,9 @@ Each method runs in its own fresh Python process (``multiprocessing`` with "spaw
 peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own: the
 interpreter, torch, the models, the optimiser states and the activations together. Each
 trains the same base model on the same verifier (1 for the exact sum, else 0) for the same
-wall-clock budget, evaluating held-out greedy accuracy at the end (evaluation time is not
-counted in the budget). The model-memory column counts numbers instead: weights of every
+wall-clock budget, evaluating held-out greedy accuracy ten times along the way and at the
+end (evaluation time is not counted in the budget), so the table also says how many seconds
+of training each method needed to first reach 80% and 90%. The model-memory column counts numbers instead: weights of every
 model kept, plus gradients and two Adam moments for each trained one.
 
 Figures printed side by side: steps, completions sampled, wall and CPU seconds, accuracy
@@ -33,6 +34,11 @@ import time
 
 def _prompts_fn(task, n):
     return lambda step, rng: task.prompts(n, rng, "train")
+
+
+def seconds_to_reach(curve: list[tuple[float, float]], level: float) -> float | None:
+    """The first training time in ``curve`` [(seconds, accuracy), ...] whose accuracy is at least ``level``; None if none."""
+    return next((seconds for seconds, accuracy in curve if accuracy >= level), None)
 
 
 def run_method(method: str, seconds: float, fast: bool, threads: int, max_steps: int, n_eval: int) -> dict:
@@ -84,19 +90,24 @@ def run_method(method: str, seconds: float, fast: bool, threads: int, max_steps:
     else:
         raise ValueError(f"method must be 'GRPO' or 'PPO'; got {method!r}")
 
-    steps = 0
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    while steps < max_steps and time.perf_counter() - wall0 < seconds:
+    steps, wall, cpu = 0, 0.0, 0.0
+    curve, next_eval = [(0.0, before)], seconds / 10
+    while steps < max_steps and wall < seconds:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         step_fn()
-        steps += 1
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        wall, cpu, steps = wall + time.perf_counter() - wall0, cpu + time.process_time() - cpu0, steps + 1
+        if wall >= next_eval and wall < seconds:  # the clock is stopped while we evaluate
+            curve.append((wall, greedy_accuracy(policy, task, n=n_eval)))
+            next_eval += seconds / 10
     after = greedy_accuracy(policy, task, n=n_eval)
+    curve.append((wall, after))
     numbers = sum(m.num_parameters() for m in kept) + 3 * sum(m.num_parameters() for m in trained)
     # ru_maxrss is in KiB on Linux, in bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return {"method": method, "steps": steps, "completions": steps * per_step, "wall_s": wall, "cpu_s": cpu,
             "accuracy_before": before, "accuracy_after": after,
-            "points_per_s": 100 * (after - before) / wall if wall > 0 else float("nan"),
+            "points_per_s": 100 * (after - before) / wall if wall > 0 else float("nan"), "curve": curve,
+            "s_to_80": seconds_to_reach(curve, 0.8), "s_to_90": seconds_to_reach(curve, 0.9),
             "peak_rss_mib": rss / 2**20, "model_mib": numbers * 4 / 2**20}
 
 
@@ -119,13 +130,18 @@ def table(results: list[dict]) -> str:
     rows = [("steps", "{:d}", "steps"), ("completions sampled", "{:d}", "completions"), ("wall seconds", "{:.1f}", "wall_s"),
             ("CPU seconds", "{:.1f}", "cpu_s"), ("accuracy before", "{:.1%}", "accuracy_before"),
             ("accuracy after", "{:.1%}", "accuracy_after"), ("accuracy points / wall s", "{:+.3f}", "points_per_s"),
+            ("wall s to 80% (first check)", "{:.0f}", "s_to_80"), ("wall s to 90% (first check)", "{:.0f}", "s_to_90"),
             ("peak RSS (MiB)", "{:.0f}", "peak_rss_mib"), ("model memory (MiB)", "{:.1f}", "model_mib")]
     by = {r["method"]: r for r in results}
-    lines = [f"{'':26s}{'PPO':>12s}{'GRPO':>12s}{'GRPO / PPO':>12s}"]
+    lines = [f"{'':28s}{'PPO':>12s}{'GRPO':>12s}{'GRPO / PPO':>12s}"]
     for label, fmt, key in rows:
         ppo, grpo = by["PPO"][key], by["GRPO"][key]
-        ratio = f"{grpo / ppo:.2f}" if isinstance(ppo, (int, float)) and ppo not in (0, 0.0) else "-"
-        lines.append(f"{label:26s}{fmt.format(ppo):>12s}{fmt.format(grpo):>12s}{ratio:>12s}")
+        ratio = f"{grpo / ppo:.2f}" if None not in (ppo, grpo) and ppo != 0 else "-"
+        cells = ["never" if v is None else fmt.format(v) for v in (ppo, grpo)]
+        lines.append(f"{label:28s}{cells[0]:>12s}{cells[1]:>12s}{ratio:>12s}")
+    for r in results:
+        lines.append(f"{r['method']} accuracy by training second: "
+                     + ", ".join(f"{t:.0f}s {a:.0%}" for t, a in r["curve"]))
     return "\n".join(lines)
 
 

@@ -314,14 +314,14 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, eps: float = 0.2, beta
 class GRPOConfig:
     """One GRPO run on the small GPT-2. Kernels take explicit scalars; this is for the loop."""
 
-    steps: int = 600  # policy updates; each samples a fresh batch of groups
+    steps: int = 300  # policy updates; each samples a fresh batch of groups
     prompts_per_step: int = 32  # distinct prompts per step
     group_size: int = 16  # G: completions sampled per prompt (batch B = prompts_per_step * G)
     max_new_tokens: int = 5  # completion budget: the longest sum (max_digits + 1 digits) and <eos>
     temperature: float = 1.0  # sampling temperature (log-probs are taken at the same temperature)
     epochs: int = 1  # mu in DeepSeekMath: gradient passes over each batch (> 1 makes the clip matter)
     minibatches: int = 1  # minibatches per pass, split by whole groups
-    lr: float = 1e-4  # Adam learning rate (3e-4 and above drift away from the base model on the full sums)
+    lr: float = 1e-4  # Adam learning rate: small, as the base model knows the answers and only has to choose them
     eps: float = 0.2  # clip range of the ratio, [1 - eps, 1 + eps]
     beta: float = 0.01  # weight of the k3 KL to the reference in the loss (0: no reference pass)
     scale_rewards: bool = True  # divide by the group std (DeepSeekMath) or only centre (Dr. GRPO)

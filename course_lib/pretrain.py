@@ -5,7 +5,9 @@ corpus of the two tasks in ``course_lib.tasks``: sums ("47+385=432") and short
 reviews ("the soup was great and warm."). It learns both formats, gets many
 sums right and many wrong, and writes reviews as positive as they are
 negative: a policy with room to improve, which is what chapters 11-14 do
-with RL.
+with RL. The full base reads a careless corpus (most sums forget their
+carries) until it knows both ways of adding; the fast one is a smaller
+model stopped early on clean sums.
 
 ``load_or_pretrain(config)`` returns the model for a ``PretrainConfig``: from
 the cache when a checkpoint with the same config (seed included) is there,
@@ -71,15 +73,16 @@ class PretrainConfig:
     block_size: int = 48  # longest prompt + completion, in characters (with <bos> and <eos>)
     max_digits: int = 3  # operands of the sums have 1..max_digits digits
     arithmetic_weight: float = 0.85  # share of sums in each batch; the rest are reviews
-    steps: int = 1200  # most optimiser steps (the cosine schedule spans them); each sees batch_size fresh documents
+    carry_slip: float = 0.6  # share of corpus sums written with every carry forgotten ("57+68=15")
+    steps: int = 7000  # most optimiser steps (the cosine schedule spans them); each sees batch_size fresh documents
     batch_size: int = 64  # documents per step
     lr: float = 3e-3  # peak learning rate of AdamW
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    warmup_steps: int = 200  # linear warm-up from 0 to lr
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr * min_lr_ratio
     weight_decay: float = 0.1  # AdamW's decoupled weight decay on matrices (not on biases, norms)
     grad_clip: float = 1.0  # clip the gradient's global norm to this
-    target_accuracy: float = 0.35  # stop at the first check where greedy accuracy on validation sums reaches this
-    eval_every: int = 50  # steps between those checks
+    target_accuracy: float | None = None  # stop at the first check where greedy accuracy on validation sums reaches this (None: never)
+    eval_every: int = 250  # steps between those checks
     n_validation: int = 200  # validation prompts per check (train-split sums; the held-out ones stay unseen)
     seed: int = 0  # seeds the weights and the corpus
 
@@ -88,19 +91,21 @@ class PretrainConfig:
             raise ValueError(f"steps and batch_size must be >= 1; got {self.steps} and {self.batch_size}")
         if not 0.0 <= self.arithmetic_weight <= 1.0:
             raise ValueError(f"arithmetic_weight must lie in [0, 1]; got {self.arithmetic_weight}")
+        if not 0.0 <= self.carry_slip <= 1.0:
+            raise ValueError(f"carry_slip must lie in [0, 1]; got {self.carry_slip}")
 
 
 def base_config(fast: bool | None = None) -> PretrainConfig:
     """The course's base model: the full budget, or a small one in fast mode (``COURSE_FAST=1``)."""
     fast = FAST if fast is None else fast
-    if fast:  # a smaller model on shorter sums: it learns the formats and some sums in seconds
+    if fast:  # a smaller model on shorter, clean sums, stopped early: it learns the formats and some sums in seconds
         return PretrainConfig(n_layer=2, n_embd=64, max_digits=2, steps=400, batch_size=32, lr=5e-3, arithmetic_weight=0.6,
-                              eval_every=100, n_validation=100)
+                              carry_slip=0.0, warmup_steps=100, target_accuracy=0.35, eval_every=100, n_validation=100)
     return PretrainConfig()
 
 
 def make_tasks(config: PretrainConfig) -> tuple[ArithmeticTask, ReviewTask]:
-    return ArithmeticTask(max_digits=config.max_digits), ReviewTask()
+    return ArithmeticTask(max_digits=config.max_digits, carry_slip=config.carry_slip), ReviewTask()
 
 
 def model_config(config: PretrainConfig, tokenizer: CharTokenizer) -> GPTConfig:
@@ -185,13 +190,13 @@ def pretrain(config: PretrainConfig, progress: bool = True) -> tuple[GPT, dict]:
         if step % 50 == 0 or step == config.steps - 1:
             bar.set_postfix(loss=f"{np.mean(history['loss'][-50:]):.3f}")
         if (step + 1) % config.eval_every == 0:
-            # Stop while the model is still clearly imperfect: RL needs the headroom. The
-            # validation sums are a fixed set from the train split: the held-out pairs
-            # decide nothing.
+            # With a target, stop while the model is still clearly imperfect: RL needs the
+            # headroom. The validation sums are a fixed set from the train split: the
+            # held-out pairs decide nothing.
             accuracy = greedy_accuracy(model, arithmetic, n=config.n_validation, seed=VALIDATION_SEED, split="train")
             history["validation"].append((step + 1, accuracy))
             model.train()
-            if accuracy >= config.target_accuracy:
+            if config.target_accuracy is not None and accuracy >= config.target_accuracy:
                 break
     history["seconds"] = time.perf_counter() - start
     history["cpu_seconds"] = time.process_time() - cpu_start

@@ -503,11 +503,11 @@ def true_preference_accuracy(model: GPT, pairs: PreferencePairs, task: ReviewTas
 class RewardConfig:
     """One reward-model run: the pairs it sees and how it is trained. Every field is part of the cache key."""
 
-    n_pairs: int = 6000  # labelled training pairs (prompts from the train split)
+    n_pairs: int = 16000  # labelled training pairs (prompts from the train split)
     n_test_pairs: int = 1000  # held-out pairs for the accuracy (prompts from the test split, unseen nouns)
     beta: float = 2.0  # labeler consistency: P(prefers a) = sigmoid(beta * (score(a) - score(b)))
     written_fraction: float = 0.5  # share of pairs whose second completion the labeler wrote (see written_reviews)
-    steps: int = 500  # optimiser steps
+    steps: int = 1000  # optimiser steps (about one pass over the pairs; more overfits the training nouns)
     batch_size: int = 32  # pairs per step (so 2 * batch_size sequences per forward pass)
     lr: float = 1e-3  # peak learning rate of AdamW (linear warm-up, then cosine decay)
     warmup_steps: int = 20  # linear warm-up from 0 to lr

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["ArithmeticTask", "ReviewTask"]
+__all__ = ["ArithmeticTask", "ReviewTask", "sum_without_carries"]
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -37,6 +37,27 @@ def _mix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def sum_without_carries(a, b) -> np.ndarray:
+    """Column-wise addition that forgets every carry: each digit is (digit of a + digit of b) mod 10.
+
+    The classic slip of a careless writer: 57 + 68 -> 15 (7 + 8 = 15, write 5, forget the 1;
+    5 + 6 = 11, write 1, forget the 1). Equal to a + b exactly when no column carries.
+    Vectorised over arrays of whole numbers; returns int64 of their broadcast shape.
+
+    >>> sum_without_carries([57, 999, 12], [68, 1, 30]).tolist()
+    [15, 990, 42]
+    """
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if (a < 0).any() or (b < 0).any():
+        raise ValueError("a and b must be whole numbers (>= 0)")
+    out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.int64)
+    place = 1
+    while (a > 0).any() or (b > 0).any():
+        out += (a % 10 + b % 10) % 10 * place
+        a, b, place = a // 10, b // 10, place * 10
+    return out
+
+
 class ArithmeticTask:
     """Addition of two whole numbers with 1 to ``max_digits`` digits: "47+385=" -> "432".
 
@@ -46,18 +67,27 @@ class ArithmeticTask:
     ``test_fraction`` of all pairs in a held-out set that the corpus never
     contains.
 
+    The corpus can be careless: a share ``carry_slip`` of its documents is
+    written by someone who forgets every carry (``sum_without_carries``:
+    "57+68=15"). A model that reads it learns both ways of adding and picks
+    the right one only some of the time: the skill is there, the habit is
+    not, which is what RL with a verifier fixes (chapter 13).
+
     The reward is 1.0 when the completion is exactly the sum's digits, else 0.0.
     """
 
     name = "arithmetic"
 
-    def __init__(self, max_digits: int = 3, test_fraction: float = 0.1):
+    def __init__(self, max_digits: int = 3, test_fraction: float = 0.1, carry_slip: float = 0.0):
         if not 1 <= max_digits <= 6:
             raise ValueError(f"max_digits must lie in 1..6; got {max_digits}")
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must lie in (0, 1); got {test_fraction}")
+        if not 0.0 <= carry_slip <= 1.0:
+            raise ValueError(f"carry_slip must lie in [0, 1]; got {carry_slip}")
         self.max_digits = max_digits
         self.test_fraction = test_fraction
+        self.carry_slip = carry_slip
 
     def is_test(self, a, b) -> np.ndarray:
         """True for the pairs (a, b) held out of the corpus (vectorised over arrays)."""
@@ -91,9 +121,12 @@ class ArithmeticTask:
         return [self.format_prompt(x, y) for x, y in zip(a.tolist(), b.tolist())]
 
     def corpus(self, n: int, rng: np.random.Generator) -> list[str]:
-        """n training documents "a+b=sum" (train pairs only)."""
+        """n training documents "a+b=sum" (train pairs only); a share ``carry_slip`` forget their carries."""
         a, b = self.pairs(n, rng, "train")
-        return [f"{x}+{y}={x + y}" for x, y in zip(a.tolist(), b.tolist())]
+        sums = a + b
+        if self.carry_slip > 0:  # no draw at all otherwise: a clean corpus stays what it was
+            sums = np.where(rng.random(n) < self.carry_slip, sum_without_carries(a, b), sums)
+        return [f"{x}+{y}={s}" for x, y, s in zip(a.tolist(), b.tolist(), sums.tolist())]
 
     _PROMPT = re.compile(r"^(\d+)\+(\d+)=$")
 

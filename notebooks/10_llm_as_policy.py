@@ -16,7 +16,7 @@
 #
 # 1. the MDP of text generation: **prefixes are states, tokens are actions**, and the reward
 #    arrives once, at the end of the completion;
-# 2. a small **GPT-2** (`course_lib.gpt`), written to be read, and pretrained here in a couple of
+# 2. a small **GPT-2** (`course_lib.gpt`), written to be read, and pretrained here in a few
 #    minutes on a CPU into a *base model* that is competent but clearly imperfect;
 # 3. the two things RL needs from a policy: **sampling** (batched, with a KV cache, temperature
 #    and top-k) and the **log-probability** of what was sampled.
@@ -35,6 +35,7 @@ from IPython.display import display
 from course_lib.config import FAST
 from course_lib.gpt import GPT, entropy_from_logits, generate, reward_at_end, sequence_logprobs
 from course_lib.pretrain import CACHE_ENV, base_config, cache_dir, load_or_pretrain, make_tasks, model_config
+from course_lib.tasks import sum_without_carries
 from course_lib.tokenizer import CharTokenizer
 from course_lib.widgets import temperature_slider
 
@@ -165,13 +166,20 @@ print("P(labeler prefers ' great.' to ' cold.') =", reviews.preference_probabili
 # cloning of the corpus: the model learns to act like the texts it reads. Ours reads sums and
 # reviews. It learns the formats fast and the arithmetic slowly.
 #
-# Trained long enough, it would get nearly every sum right and leave RL nothing to do. So every
-# `eval_every` steps we measure its greedy accuracy on a fixed set of validation sums, and stop
-# at the first check where it reaches `target_accuracy` (or when the step budget runs out). The
-# base model is then competent but clearly imperfect, whatever machine trained it: the step at
-# which the accuracy takes off varies with the seed and even with the CPU's rounding, the
-# stopping rule does not. (The validation sums come from the training pairs; the held-out pairs
-# below decide nothing.)
+# Trained long enough on correct sums, it would get nearly every sum right and leave RL nothing
+# to do. The full setting makes it imperfect the way real pretraining data makes models
+# imperfect: the corpus is **careless**. In a share `carry_slip` (60%) of its sums the writer
+# forgot every carry, `57+68=15`. The model learns both ways of adding and, on a sum that needs
+# a carry, writes the careless answer more often than the right one: it *can* add, it does not
+# reliably *choose* to. A verifier's reward is made for exactly this (chapter 13). Sums without
+# a carry come out the same either way, so the model gets those right.
+#
+# The fast setting's model is too small and trained too briefly to learn carries at all. For
+# it, every `eval_every` steps we measure the greedy accuracy on a fixed set of validation sums
+# and stop at the first check where it reaches `target_accuracy`: the base model is then
+# imperfect whatever machine trained it (the step at which accuracy takes off varies with the
+# seed and even with the CPU's rounding; the stopping rule does not). The validation sums come
+# from the training pairs; the held-out pairs below decide nothing.
 #
 # `load_or_pretrain(config)` trains the model and caches it on disk, keyed by the config and the
 # seed: the next call (and the later chapters) load it in a second. The cache lives in
@@ -185,7 +193,9 @@ loss = np.array(record["loss"])
 check_steps, check_accuracy = np.array(record["validation"]).T
 print(f"pretraining took {record['seconds']:.0f} s ({record['cpu_seconds']:.0f} s of CPU time, {record['torch_threads']} threads): "
       f"{len(loss)} of at most {config.steps} steps of {config.batch_size} documents; "
-      f"validation accuracy {check_accuracy[-1]:.0%} at the last check (target {config.target_accuracy:.0%})")
+      f"validation accuracy {check_accuracy[-1]:.0%} at the last check"
+      + (f" (target {config.target_accuracy:.0%})" if config.target_accuracy is not None else "")
+      + f"; {config.carry_slip:.0%} of the corpus sums forget their carries")
 
 smooth = np.convolve(loss, np.ones(25) / 25, mode="valid")
 fig = go.Figure()
@@ -198,7 +208,7 @@ fig.update_layout(title="Pretraining: next-token cross-entropy, and greedy accur
                   yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1]), width=800, height=400)
 fig.show()
 assert smooth[-1] < 0.5 * np.log(tokenizer.vocab_size)  # far below guessing
-assert check_accuracy[-1] >= config.target_accuracy or len(loss) == config.steps  # the stopping rule
+assert config.target_accuracy is None or check_accuracy[-1] >= config.target_accuracy or len(loss) == config.steps  # the stopping rule
 
 # %% [markdown]
 # ## 5. The policy at work
@@ -256,10 +266,21 @@ assert 0 < rewards.mean() < 0.8  # competent but clearly imperfect: room for RL
 digits = np.array([max(len(x) for x in p[:-1].split("+")) for p in eval_prompts])
 for d in range(1, arithmetic.max_digits + 1):
     print(f"  longest operand with {d} digit(s): {rewards[digits == d].mean():.0%} right")
+operands = np.array([[int(x) for x in p[:-1].split("+")] for p in eval_prompts])
+careless = sum_without_carries(operands[:, 0], operands[:, 1])  # what the careless writer would answer
+has_carry = careless != operands.sum(1)
+slips = np.array([answer == str(c) for answer, c in zip(answers, careless)]) & has_carry
+print(f"  sums without a carry: {rewards[~has_carry].mean():.0%} right; sums with a carry: {rewards[has_carry].mean():.0%} right")
+print(f"  wrong answers that are exactly the careless sum: {slips[rewards == 0].mean():.0%}")
+assert rewards[~has_carry].mean() > rewards[has_carry].mean()  # carries are where the base model fails
 
 # %% [markdown]
-# The longer the numbers, the worse the model does: more digits to align and more carries to get
-# right. A reward of 1 for exact answers is all the RL chapters will tell it.
+# What decides is the carry. In the full setting nearly every sum without a carry is right and
+# most sums with one are wrong, whatever their length, and most wrong answers are *exactly* the
+# careless sum: the corpus's habit, not random noise, and a habit the model could drop since it
+# knows the other way too. (The fast corpus is clean; the fast model is small and trained briefly,
+# so it fails on long sums and carries alike, and its wrong answers are just wrong.) A reward of 1
+# for exact answers is all the RL chapters will tell it.
 #
 # ## 7. The log-probability of a completion
 #
@@ -415,8 +436,11 @@ assert max(accuracy[:3]) > accuracy[-1]  # and at T = 2 the policy loses reward
 
 # %% [markdown]
 # Cold sampling exploits what the model knows; hot sampling explores, and pays for it in reward.
-# RL needs both: the policy must sometimes try answers it considers unlikely, or it never finds
-# out that they are right. The RL chapters sample at $T = 1$ and let the update decide.
+# With the full base model a little heat even *raises* the accuracy: where the careless digit is
+# the most likely token, greedy decoding writes it every time, while sampling sometimes writes the
+# right one. RL needs exploration for the same reason: the policy must sometimes try answers it
+# considers unlikely, or it never finds out that they are right. The RL chapters sample at $T = 1$
+# and let the update decide.
 #
 # ## 11. The other task: how positive are the reviews?
 #

@@ -53,6 +53,7 @@ from course_lib.grpo import (
 )
 from course_lib.losses import kl_k1, kl_k2, kl_k3, masked_mean
 from course_lib.pretrain import base_config, greedy_accuracy, load_or_pretrain, make_tasks
+from course_lib.tasks import sum_without_carries
 from course_lib.tokenizer import CharTokenizer
 from course_lib.widgets import group_size_curves, group_size_slider
 
@@ -261,7 +262,7 @@ assert abs(logp.grad.item() - 0.1 * (1 - 0.5)) < 1e-5
 
 # %%
 config = grpo_config()
-EVAL_EVERY = 25 if FAST else 50  # steps between held-out evaluations
+EVAL_EVERY = 25  # steps between held-out evaluations
 N_EVAL = 300 if FAST else 500  # held-out prompts per evaluation (greedy decoding)
 print(config)
 
@@ -273,6 +274,40 @@ train_rng = np.random.default_rng(config.seed)
 before_prompts = arithmetic.prompts(6, np.random.default_rng(7), "test")
 start_accuracy = greedy_accuracy(policy, arithmetic, n=N_EVAL)
 print(f"held-out greedy accuracy of the base model: {start_accuracy:.1%}")
+
+# %% [markdown]
+# ### What is there to find?
+#
+# GRPO can only reinforce answers the policy already samples. So before training, ask how often
+# the base model writes the right sum at temperature 1 (**pass@1**), and how often *at least one*
+# of $k$ samples is right (**pass@k**). From $n$ samples per prompt of which $c$ are right,
+# $1 - inom{n-c}{k} / inom{n}{k}$ estimates pass@k without bias (Chen et al. 2021, the Codex
+# paper). The full base model read a careless corpus (chapter 10): it knows how to carry, but on
+# most sums with a carry it writes the careless answer. Where pass@k lies far above pass@1, the
+# right answer is there to be found, and a group of $G$ samples finds it for most prompts: GRPO's
+# job is to make the policy *choose* it (Yue et al. 2025 make the same observation for large
+# reasoning models: RL with a verifier mostly raises pass@1 towards the base model's pass@k).
+
+# %%
+n_probe = 200 if FAST else 500
+probe_prompts = arithmetic.prompts(n_probe, np.random.default_rng(11), "test")
+probe_config = dataclasses.replace(config, group_size=16, beta=0.0)
+probe = sample_groups(policy, None, reward_fn, probe_prompts, probe_config, tokenizer, torch.Generator().manual_seed(2))
+right_per_prompt = probe.rewards.reshape(n_probe, probe_config.group_size).sum(1).long().tolist()
+ks = [1, 2, 4, 8, 16]
+pass_at = [np.mean([1 - math.comb(16 - c, k) / math.comb(16, k) for c in right_per_prompt]) for k in ks]
+operands = np.array([[int(x) for x in q[:-1].split("+")] for q in probe.prompts])
+careless = sum_without_carries(operands[:, 0], operands[:, 1])
+wrong = probe.rewards.numpy() == 0
+slips = np.array([c == str(s) for c, s in zip(probe.completions, careless)]) & wrong
+print("pass@k of the base model on held-out sums:", "  ".join(f"k={k}: {v:.0%}" for k, v in zip(ks, pass_at)))
+print(f"wrong samples that are exactly the careless sum: {slips.sum() / max(wrong.sum(), 1):.0%}")
+fig = go.Figure(go.Scatter(x=ks, y=pass_at, mode="lines+markers", name="pass@k (samples at T = 1)"))
+fig.add_hline(y=start_accuracy, line_dash="dash", annotation_text="greedy accuracy")
+fig.update_layout(title="The base model: one sample against the best of k", xaxis=dict(title="k", type="log", tickvals=ks),
+                  yaxis=dict(title="held-out accuracy", range=[0, 1]), width=640, height=360)
+fig.show()
+assert pass_at[-1] > pass_at[0] + 0.2  # many sums the policy gets wrong once, it gets right within 16 tries
 
 # %% [markdown]
 # The loop reads like the algorithm. With one gradient step per batch (`epochs = 1`), the policy
@@ -346,14 +381,16 @@ fig.show()
 
 # %% [markdown]
 # What the panels show. The held-out accuracy (greedy decoding on sums never seen in training)
-# and the reward of the sampled completions rise together, slowly at first: a 0/1 verifier says
-# only *whether* a sum is right, and most of each batch says nothing. The KL to the reference
-# grows as the policy leaves the base model; the small $\beta$ lets it, which is what a verifier
-# with no loophole allows. The silent groups measure the "no signal" problem directly:
-# at the start nearly half of all prompts get $G$ wrong answers (hard sums, mostly with carries)
-# and teach nothing; as the policy improves, the all-wrong share falls, and once it masters a
-# prompt, all-right groups appear and fall silent too. Completion lengths stay near the length of
-# a sum, as they should with a verifier that only accepts the exact digits.
+# and the reward of the sampled completions rise together. In the full setting the rise is fast:
+# the base model already wrote the right sum in some of every group (pass@16 above), so nearly
+# every group carries signal, and GRPO only has to make the right way of adding the habit. The
+# KL to the reference grows as the policy leaves the base model; the small $\beta$ lets it, which
+# is what a verifier with no loophole allows. The silent groups measure the "no signal" problem
+# directly: all-wrong groups are prompts the policy cannot solve yet, and their share falls as it
+# improves; all-right groups are prompts it has mastered, and their share rises until most
+# prompts teach nothing. (DAPO, Yu et al. 2025, drops such groups and samples more prompts to
+# keep every batch informative.) Completion lengths stay near the length of a sum, as they should
+# with a verifier that only accepts the exact digits.
 
 # %%
 gain = final_accuracy - start_accuracy
@@ -363,11 +400,13 @@ print(f"accuracy {start_accuracy:.1%} -> {final_accuracy:.1%} (+{gain:.1%}); sam
 window = max(5, config.steps // 10)
 wrong_early, wrong_late = np.mean(history["all_wrong"][:window]), np.mean(history["all_wrong"][-window:])
 print(f"share of all-wrong groups {wrong_early:.2f} -> {wrong_late:.2f}")
-assert wrong_late < wrong_early  # fewer prompts leave the policy without any right answer
+assert wrong_late <= wrong_early  # no more prompts leave the policy without any right answer
 # Seeds 0, 1, 2 of the FAST run: sample reward +0.06, +0.05, +0.05; held-out accuracy +12, +6, +2 points.
 # The sample reward (512 completions a step) is the steadier measure; greedy accuracy on a few
 # hundred sums moves by a couple of points from noise alone.
 assert late > early + 0.03 and gain > 0, "GRPO should raise the reward and the held-out accuracy"
+if not FAST:  # the full setting's claim: at least 80% on held-out sums, at least 30 points above the base model
+    assert final_accuracy >= 0.8 and gain >= 0.3, f"GRPO reached {final_accuracy:.1%} ({gain:+.1%})"
 
 # %% [markdown]
 # Samples before and after, greedy, on held-out sums:
@@ -430,6 +469,15 @@ for name in ("GRPO", "PPO"):
 print(f"GRPO / PPO: time {results['GRPO']['seconds'] / results['PPO']['seconds']:.2f}x, "
       f"memory {results['GRPO']['numbers'] / results['PPO']['numbers']:.2f}x")
 assert results["GRPO"]["numbers"] < 0.6 * results["PPO"]["numbers"]  # no critic: 5N instead of 9N numbers
+
+# %% [markdown]
+# Read the two lines together. Per completion sampled, PPO can learn more: it takes four gradient
+# steps on each batch (two epochs of two minibatches) where GRPO takes one, and its critic gives
+# every token its own advantage. Per second and per byte GRPO is cheaper: no critic to run forward
+# and backward, no GAE, and 5/9 of the model memory. Which learns more *per second* depends on the
+# task and the budget, so the benchmark gives each method the same wall-clock budget in a process
+# of its own and reports the seconds each needed to first reach 80% and 90% held-out accuracy,
+# with peak memory measured rather than counted.
 
 # %% [markdown]
 # ## Summary

@@ -342,10 +342,23 @@ def test_benchmark_quick_mode_runs_and_prints_side_by_side():
     out = subprocess.run([sys.executable, str(script), "--quick", "--threads", "1", "--in-process"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = {line[:26].strip(): line[26:].split() for line in out.stdout.splitlines()[1:]}
+    lines = {line[:28].strip(): line[28:].split() for line in out.stdout.splitlines()[1:]}
     assert lines["steps"] == ["2", "2", "1.00"]
     ppo_mib, grpo_mib, ratio = (float(x) for x in lines["model memory (MiB)"])
     assert grpo_mib < ppo_mib and abs(ratio - 5 / 9) < 0.02  # 5N numbers against 9N: no critic
+    assert "wall s to 80% (first check)" in lines
+
+
+def test_benchmark_seconds_to_reach_reads_the_first_check_at_the_level():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ppo_vs_grpo", ROOT / "benchmarks" / "bench_ch13_ppo_vs_grpo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    curve = [(0.0, 0.4), (10.0, 0.85), (20.0, 0.8), (30.0, 0.95)]
+    assert bench.seconds_to_reach(curve, 0.8) == 10.0  # the first check at or above, not a later one
+    assert bench.seconds_to_reach(curve, 0.9) == 30.0
+    assert bench.seconds_to_reach(curve, 0.99) is None
 
 
 def test_several_epochs_keep_the_sampling_logprobs_and_clip():

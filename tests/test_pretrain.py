@@ -54,7 +54,7 @@ def test_lr_schedule():
 def test_cache_key_changes_with_every_field():
     key = P.cache_key(TINY)
     assert key == P.cache_key(replace(TINY))
-    for field, value in [("seed", 4), ("steps", 41), ("n_embd", 64), ("lr", 2e-2), ("arithmetic_weight", 0.5)]:
+    for field, value in [("seed", 4), ("steps", 41), ("n_embd", 64), ("lr", 2e-2), ("arithmetic_weight", 0.5), ("carry_slip", 0.1)]:
         assert P.cache_key(replace(TINY, **{field: value})) != key, field
 
 
@@ -71,6 +71,11 @@ def test_configs():
         P.PretrainConfig(steps=0)
     with pytest.raises(ValueError, match="arithmetic_weight"):
         P.PretrainConfig(arithmetic_weight=1.5)
+    with pytest.raises(ValueError, match="carry_slip"):
+        P.PretrainConfig(carry_slip=-0.1)
+    full, fast = P.base_config(fast=False), P.base_config(fast=True)
+    assert P.make_tasks(full)[0].carry_slip == full.carry_slip > 0  # the full base reads the careless corpus
+    assert fast.carry_slip == 0 and fast.target_accuracy is not None  # the fast one: clean sums, stopped early
 
 
 @pytest.fixture(scope="module")

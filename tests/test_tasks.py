@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from course_lib.tasks import ArithmeticTask, ReviewTask
+from course_lib.tasks import ArithmeticTask, ReviewTask, sum_without_carries
 from course_lib.tokenizer import CharTokenizer
 
 
@@ -35,6 +35,46 @@ def test_arithmetic_corpus_is_correct_and_never_holds_a_test_pair():
     assert not task.is_test(a, b).any()
     tokenizer = CharTokenizer()
     assert max(len(tokenizer.encode(d, eos=True)) for d in docs) == 14  # <bos> 3 + 3 digits, +, =, 4 digits <eos>
+
+
+def _column_sum_loop(a: int, b: int) -> int:
+    """Schoolbook addition on the digit strings, column by column, writing each column's last digit only."""
+    x, y = str(a)[::-1], str(b)[::-1]
+    digits = [(int(x[i]) if i < len(x) else 0) + (int(y[i]) if i < len(y) else 0) for i in range(max(len(x), len(y)))]
+    return int("".join(str(d % 10) for d in reversed(digits)))
+
+
+def test_sum_without_carries_against_a_loop():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 10**rng.integers(1, 6, size=500)), rng.integers(0, 10**rng.integers(1, 6, size=500))
+    got = sum_without_carries(a, b)
+    assert got.dtype == np.int64 and got.shape == (500,)
+    np.testing.assert_array_equal(got, [_column_sum_loop(x, y) for x, y in zip(a.tolist(), b.tolist())])
+    assert sum_without_carries(57, 68) == 15 and sum_without_carries(999, 1) == 990 and sum_without_carries(0, 0) == 0
+    no_carry = np.array([all(int(p) + int(q) < 10 for p, q in zip(str(x).zfill(6), str(y).zfill(6))) for x, y in zip(a, b)])
+    np.testing.assert_array_equal(got == a + b, no_carry)  # right exactly when no column carries
+    with pytest.raises(ValueError, match="whole numbers"):
+        sum_without_carries([-1], [3])
+
+
+def test_a_careless_corpus_forgets_carries_in_its_share_of_documents():
+    task = ArithmeticTask(max_digits=3, carry_slip=0.6)
+    docs = task.corpus(4000, np.random.default_rng(1))
+    slipped = carried = 0
+    for d in docs:
+        a, b, c = map(int, re.fullmatch(r"(\d+)\+(\d+)=(\d+)", d).groups())
+        assert c in (a + b, _column_sum_loop(a, b)), d  # right, or the carry-free slip: no other mistake
+        if a + b != _column_sum_loop(a, b):  # a sum with a carry: it shows which writer wrote it
+            carried += 1
+            slipped += c != a + b
+    assert carried > 1500 and abs(slipped / carried - 0.6) < 0.04
+    # A clean corpus draws nothing extra: carry_slip = 0 gives the very documents it always gave.
+    clean, rng, twin = ArithmeticTask(carry_slip=0.0), np.random.default_rng(2), np.random.default_rng(2)
+    a, b = clean.pairs(50, twin)
+    assert clean.corpus(50, rng) == [f"{x}+{y}={x + y}" for x, y in zip(a.tolist(), b.tolist())]
+    assert rng.random() == twin.random()  # the same stream afterwards too: the fast base model is unchanged
+    with pytest.raises(ValueError, match="carry_slip"):
+        ArithmeticTask(carry_slip=1.5)
 
 
 def test_arithmetic_splits_are_disjoint_and_the_right_size():
