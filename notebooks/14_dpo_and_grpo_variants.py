@@ -218,8 +218,9 @@ for k in range(4):
 
 # %% [markdown]
 # `train_dpo` is short enough to read: compute the reference's log-probs of every chosen and
-# rejected completion once (the pairs never change), then for a few epochs over shuffled minibatches
-# take the policy's log-probs, `dpo_loss`, and an Adam step. Its config:
+# rejected completion once (the pairs never change), then for each epoch over shuffled minibatches
+# take the policy's log-probs, `dpo_loss`, and an Adam step (one epoch over the full setting's
+# pairs, three over fast mode's fewer ones). Its config:
 
 # %%
 dpo_cfg = dpo_config()

@@ -249,7 +249,10 @@ def _grade_cli(base: Path, course: Path) -> subprocess.Popen:
         [sys.executable, "-m", "course_lib.grading", "grade", str(base / "submitted"), "--root", str(ROOT),
          "--course", str(course), "--gradebook", str(base / "grades.csv"), "--feedback", str(base / "feedback"),
          "--jobs", "1", "--cell-timeout", "60", "--work-dir", str(base / "work")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A test run started in the background (`make test &`, nohup) ignores SIGINT, and a child
+        # inherits that, so Ctrl-C would never reach the grader: give it the terminal's default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(condition, seconds: float = 300) -> None:
