@@ -16,7 +16,7 @@
 #
 # 1. the MDP of text generation: **prefixes are states, tokens are actions**, and the reward
 #    arrives once, at the end of the completion;
-# 2. a small **GPT-2** (`course_lib.gpt`), written to be read, and pretrained here in a few
+# 2. a small **GPT-2** (`course_lib.gpt`), written to be read, and pretrained here in about ten
 #    minutes on a CPU into a *base model* that is competent but clearly imperfect;
 # 3. the two things RL needs from a policy: **sampling** (batched, with a KV cache, temperature
 #    and top-k) and the **log-probability** of what was sampled.
