@@ -485,6 +485,9 @@ assert results["GRPO"]["numbers"] < 0.6 * results["PPO"]["numbers"]  # no critic
 # * GRPO replaces the critic by a Monte Carlo baseline: $G$ samples of the same prompt, their
 #   rewards standardised within the group. No value network, so about 5/9 of PPO's model memory
 #   here, and no critic to train or to go wrong.
+# * GRPO reinforces what the policy already samples. The full base model could add (pass@16 near
+#   100%) but usually wrote the careless sum; GRPO raised its greedy accuracy towards that pass@k in
+#   a few hundred steps. A model that never samples the right answer gives GRPO nothing to reinforce.
 # * A group whose rewards all agree carries no signal: probability $p^G + (1-p)^G$ for a 0/1
 #   verifier. Bigger groups help at the price of more samples per prompt.
 # * The loss is PPO's clipped surrogate averaged per token and then per completion, minus
