@@ -41,7 +41,6 @@ import copy
 import json
 import math
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -192,12 +191,7 @@ def run_trl(config: RLHFConfig, fast: bool, reward_key: str | None = None) -> di
 # ---------------------------------------------------------------- the report
 def summarise(result: dict) -> dict:
     """Medians over the steps after the warm-up (the first), peak memory, and the reward over the second half."""
-    def timed(key):
-        return result[key][1:] or result[key]
-    rewards = result["reward"]
-    return {"median_s": statistics.median(timed("seconds")), "median_cpu_s": statistics.median(timed("cpu_seconds")),
-            "peak_rss_mb": result["peak_rss_mb"], "rss_before_mb": result["rss_before_mb"],
-            "reward_2nd_half": float(np.mean(rewards[len(rewards) // 2:]))}
+    return trl_bridge.step_medians(result) | {"reward_2nd_half": float(np.mean(result["reward"][len(result["reward"]) // 2:]))}
 
 
 def format_report(config: RLHFConfig, ours: dict, theirs: dict) -> str:
@@ -210,19 +204,9 @@ def format_report(config: RLHFConfig, ours: dict, theirs: dict) -> str:
         f"B={config.batch_size} prompts x {config.max_new_tokens} new tokens, {config.epochs} epochs x "
         f"{config.minibatches} minibatches, {ours['threads']} torch threads, {ours['parameters'] / 1e6:.2f}M-weight policy",
         f"{'':<6}{'s / step':>10}{'CPU s/step':>12}{'peak RSS MiB':>14}{'RSS at start':>14}{'reward, 2nd half':>18}",
-        row("ours", a), row("TRL", b),
-        f"speed-up TRL / ours: wall {b['median_s'] / a['median_s']:.2f}x, CPU {b['median_cpu_s'] / a['median_cpu_s']:.2f}x;   "
-        f"peak RSS ours / TRL: {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}",
-        "",
-        f"{'step':>4}{'reward ours':>13}{'reward TRL':>12}{'KL ours':>9}{'KL TRL':>8}{'s ours':>8}{'s TRL':>8}",
+        row("ours", a), row("TRL", b), trl_bridge.speedup_line(a, b), "",
     ]
-    for i in range(max(len(ours["reward"]), len(theirs["reward"]))):
-        def cell(result, key, fmt):
-            return format(result[key][i], fmt) if i < len(result[key]) else "-"
-        lines.append(f"{i:>4}{cell(ours, 'reward', '+.3f'):>13}{cell(theirs, 'reward', '+.3f'):>12}"
-                     f"{cell(ours, 'kl', '.3f'):>9}{cell(theirs, 'kl', '.3f'):>8}"
-                     f"{cell(ours, 'seconds', '.2f'):>8}{cell(theirs, 'seconds', '.2f'):>8}")
-    return "\n".join(lines)
+    return "\n".join(lines + trl_bridge.per_step_table(ours, theirs, "+.3f", ".3f", kl_width=8))
 
 
 def worker(args) -> None:

@@ -45,7 +45,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -212,11 +211,8 @@ def run_trl(args, config: GRPOConfig) -> dict:
 # ---------------------------------------------------------------- the report
 def summarise(result: dict) -> dict:
     """Medians over the steps after the warm-up (the first), peak memory, and the mean reward of the last 5 steps."""
-    def timed(key):
-        return result[key][1:] or result[key]
-    return {"median_s": statistics.median(timed("seconds")), "median_cpu_s": statistics.median(timed("cpu_seconds")),
-            "peak_rss_mb": result["peak_rss_mb"], "rss_before_mb": result["rss_before_mb"],
-            "reward_last_5": float(np.mean(result["reward"][-5:])), "peak_cuda_mb": result.get("peak_cuda_mb")}
+    return trl_bridge.step_medians(result) | {"reward_last_5": float(np.mean(result["reward"][-5:])),
+                                              "peak_cuda_mb": result.get("peak_cuda_mb")}
 
 
 def format_report(args, config: GRPOConfig, ours: dict, theirs: dict) -> str:
@@ -232,19 +228,9 @@ def format_report(args, config: GRPOConfig, ours: dict, theirs: dict) -> str:
         f"{ours['threads']} torch threads",
         f"{'':<6}{'s / step':>10}{'CPU s/step':>12}{'peak RSS MiB':>14}{'RSS at start':>14}"
         + (f"{'peak CUDA MiB':>15}" if cuda else "") + f"{'reward, last 5':>16}",
-        row("ours", a), row("TRL", b),
-        f"speed-up TRL / ours: wall {b['median_s'] / a['median_s']:.2f}x, CPU {b['median_cpu_s'] / a['median_cpu_s']:.2f}x;   "
-        f"peak RSS ours / TRL: {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}",
-        "",
-        f"{'step':>4}{'reward ours':>13}{'reward TRL':>12}{'KL ours':>9}{'KL TRL':>9}{'s ours':>8}{'s TRL':>8}",
+        row("ours", a), row("TRL", b), trl_bridge.speedup_line(a, b), "",
     ]
-    for i in range(max(len(ours["reward"]), len(theirs["reward"]))):
-        def cell(result, key, fmt):
-            return format(result[key][i], fmt) if i < len(result[key]) else "-"
-        lines.append(f"{i:>4}{cell(ours, 'reward', '.3f'):>13}{cell(theirs, 'reward', '.3f'):>12}"
-                     f"{cell(ours, 'kl', '.4f'):>9}{cell(theirs, 'kl', '.4f'):>9}"
-                     f"{cell(ours, 'seconds', '.2f'):>8}{cell(theirs, 'seconds', '.2f'):>8}")
-    return "\n".join(lines)
+    return "\n".join(lines + trl_bridge.per_step_table(ours, theirs, ".3f", ".4f", kl_width=9))
 
 
 def worker(args) -> None:

@@ -36,7 +36,8 @@ import torch.nn as nn
 from course_lib.gpt import GPT
 from course_lib.tokenizer import CharTokenizer
 
-__all__ = ["to_causal_lm", "to_score_model", "hf_tokenizer", "WideCharTokenizer", "hf_config"]
+__all__ = ["to_causal_lm", "to_score_model", "hf_tokenizer", "WideCharTokenizer", "hf_config", "step_medians",
+           "speedup_line", "per_step_table"]
 
 
 def hf_config(model: GPT, tokenizer: CharTokenizer | None = None, **extra):
@@ -244,3 +245,38 @@ def versions() -> str:
         trl_version = "not installed"
     return (f"TRL {trl_version}, transformers {transformers.__version__}, torch {torch.__version__}, "
             f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+
+
+# ---------------------------------------------------------------- the side-by-side report
+def step_medians(result: dict) -> dict:
+    """Median wall and CPU seconds per step after the first (a warm-up, unless it is the only one), and the RSS figures.
+
+    result: a contender's record with per-step lists "seconds" and "cpu_seconds", and
+    "peak_rss_mb", "rss_before_mb".
+    """
+    import statistics
+
+    def timed(key):
+        return result[key][1:] or result[key]
+
+    return {"median_s": statistics.median(timed("seconds")), "median_cpu_s": statistics.median(timed("cpu_seconds")),
+            "peak_rss_mb": result["peak_rss_mb"], "rss_before_mb": result["rss_before_mb"]}
+
+
+def speedup_line(ours: dict, theirs: dict) -> str:
+    """TRL's median step time over ours (wall and CPU), and our peak RSS over TRL's, from two ``step_medians``."""
+    return (f"speed-up TRL / ours: wall {theirs['median_s'] / ours['median_s']:.2f}x, "
+            f"CPU {theirs['median_cpu_s'] / ours['median_cpu_s']:.2f}x;   "
+            f"peak RSS ours / TRL: {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}")
+
+
+def per_step_table(ours: dict, theirs: dict, reward_fmt: str, kl_fmt: str, kl_width: int) -> list[str]:
+    """One line per step, both contenders side by side: reward, KL and seconds ("-" past a shorter run)."""
+    lines = [f"{'step':>4}{'reward ours':>13}{'reward TRL':>12}{'KL ours':>9}{'KL TRL':>{kl_width}}{'s ours':>8}{'s TRL':>8}"]
+    for i in range(max(len(ours["reward"]), len(theirs["reward"]))):
+        def cell(result, key, fmt):
+            return format(result[key][i], fmt) if i < len(result[key]) else "-"
+        lines.append(f"{i:>4}{cell(ours, 'reward', reward_fmt):>13}{cell(theirs, 'reward', reward_fmt):>12}"
+                     f"{cell(ours, 'kl', kl_fmt):>9}{cell(theirs, 'kl', kl_fmt):>{kl_width}}"
+                     f"{cell(ours, 'seconds', '.2f'):>8}{cell(theirs, 'seconds', '.2f'):>8}")
+    return lines

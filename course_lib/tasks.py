@@ -130,12 +130,24 @@ class ArithmeticTask:
 
     _PROMPT = re.compile(r"^(\d+)\+(\d+)=$")
 
-    def answer(self, prompt: str) -> str:
-        """The correct completion of a prompt: the digits of a + b."""
+    def _operands_of(self, prompt: str) -> tuple[int, int]:
         m = self._PROMPT.match(prompt)
         if m is None:
             raise ValueError(f"prompt must look like '12+345='; got {prompt!r}")
-        return str(int(m.group(1)) + int(m.group(2)))
+        return int(m.group(1)), int(m.group(2))
+
+    def answer(self, prompt: str) -> str:
+        """The correct completion of a prompt: the digits of a + b."""
+        a, b = self._operands_of(prompt)
+        return str(a + b)
+
+    def careless_answer(self, prompt: str) -> str:
+        """What the careless writer of the corpus answers: the sum with every carry forgotten.
+
+        Equal to ``answer(prompt)`` exactly when no column carries.
+        """
+        a, b = self._operands_of(prompt)
+        return str(sum_without_carries(a, b))
 
     def reward(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """1.0 where the completion is exactly the sum, else 0.0; shape (B,)."""

@@ -35,7 +35,6 @@ from IPython.display import display
 from course_lib.config import FAST
 from course_lib.gpt import GPT, entropy_from_logits, generate, reward_at_end, sequence_logprobs
 from course_lib.pretrain import CACHE_ENV, base_config, cache_dir, load_or_pretrain, make_tasks, model_config
-from course_lib.tasks import sum_without_carries
 from course_lib.tokenizer import CharTokenizer
 from course_lib.widgets import temperature_slider
 
@@ -266,10 +265,9 @@ assert 0 < rewards.mean() < 0.8  # competent but clearly imperfect: room for RL
 digits = np.array([max(len(x) for x in p[:-1].split("+")) for p in eval_prompts])
 for d in range(1, arithmetic.max_digits + 1):
     print(f"  longest operand with {d} digit(s): {rewards[digits == d].mean():.0%} right")
-operands = np.array([[int(x) for x in p[:-1].split("+")] for p in eval_prompts])
-careless = sum_without_carries(operands[:, 0], operands[:, 1])  # what the careless writer would answer
-has_carry = careless != operands.sum(1)
-slips = np.array([answer == str(c) for answer, c in zip(answers, careless)]) & has_carry
+careless = [arithmetic.careless_answer(p) for p in eval_prompts]  # what the careless writer would answer
+has_carry = np.array([c != arithmetic.answer(p) for c, p in zip(careless, eval_prompts)])
+slips = np.array([answer == c for answer, c in zip(answers, careless)]) & has_carry
 print(f"  sums without a carry: {rewards[~has_carry].mean():.0%} right; sums with a carry: {rewards[has_carry].mean():.0%} right")
 print(f"  wrong answers that are exactly the careless sum: {slips[rewards == 0].mean():.0%}")
 assert rewards[~has_carry].mean() > rewards[has_carry].mean()  # carries are where the base model fails

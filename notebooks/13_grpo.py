@@ -53,7 +53,6 @@ from course_lib.grpo import (
 )
 from course_lib.losses import kl_k1, kl_k2, kl_k3, masked_mean
 from course_lib.pretrain import base_config, greedy_accuracy, load_or_pretrain, make_tasks
-from course_lib.tasks import sum_without_carries
 from course_lib.tokenizer import CharTokenizer
 from course_lib.widgets import group_size_curves, group_size_slider
 
@@ -296,10 +295,8 @@ probe = sample_groups(policy, None, reward_fn, probe_prompts, probe_config, toke
 right_per_prompt = probe.rewards.reshape(n_probe, probe_config.group_size).sum(1).long().tolist()
 ks = [1, 2, 4, 8, 16]
 pass_at = [np.mean([1 - math.comb(16 - c, k) / math.comb(16, k) for c in right_per_prompt]) for k in ks]
-operands = np.array([[int(x) for x in q[:-1].split("+")] for q in probe.prompts])
-careless = sum_without_carries(operands[:, 0], operands[:, 1])
 wrong = probe.rewards.numpy() == 0
-slips = np.array([c == str(s) for c, s in zip(probe.completions, careless)]) & wrong
+slips = np.array([c == arithmetic.careless_answer(q) for c, q in zip(probe.completions, probe.prompts)]) & wrong
 print("pass@k of the base model on held-out sums:", "  ".join(f"k={k}: {v:.0%}" for k, v in zip(ks, pass_at)))
 print(f"wrong samples that are exactly the careless sum: {slips.sum() / max(wrong.sum(), 1):.0%}")
 fig = go.Figure(go.Scatter(x=ks, y=pass_at, mode="lines+markers", name="pass@k (samples at T = 1)"))

@@ -8,13 +8,8 @@ from course_lib import trpo
 from course_lib.checks import ch08 as checks
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: extra intra-op threads only add hand-off costs, badly so on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small models and tensors: one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- surrogate_objective

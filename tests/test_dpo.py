@@ -21,12 +21,8 @@ from course_lib.losses import dpo_loss
 from course_lib.tokenizer import CharTokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small models and tensors: one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dpo_loss_loop(pc, pr, rc, rr, beta):

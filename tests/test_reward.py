@@ -34,13 +34,8 @@ from course_lib.tokenizer import CharTokenizer
 
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small models: extra intra-op threads only add hand-off costs, badly so on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Small models and tensors: one torch thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SEED_TABLE = np.array([[0, 8, 3], [4, 0, 2], [5, 3, 0]])  # A beat B 8-4, A beat C 3-5, B beat C 2-3

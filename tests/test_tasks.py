@@ -55,6 +55,11 @@ def test_sum_without_carries_against_a_loop():
     np.testing.assert_array_equal(got == a + b, no_carry)  # right exactly when no column carries
     with pytest.raises(ValueError, match="whole numbers"):
         sum_without_carries([-1], [3])
+    task = ArithmeticTask()
+    assert [task.careless_answer(p) for p in ("57+68=", "999+1=", "12+30=")] == ["15", "990", "42"]
+    assert task.careless_answer("12+30=") == task.answer("12+30=")  # no carry: the careless writer is right
+    with pytest.raises(ValueError, match="prompt"):
+        task.careless_answer("12-3=")
 
 
 def test_a_careless_corpus_forgets_carries_in_its_share_of_documents():

@@ -244,3 +244,20 @@ def test_benchmarks_refuse_to_run_without_trl(script):
 def test_memory_readings(bridge):
     now, peak = bridge.rss_mb(), bridge.peak_rss_mb()
     assert 1 < now <= peak + 1  # MiB; the peak so far is at least the current resident size
+
+
+# ---------------------------------------------------------------- the side-by-side report
+def test_report_helpers_skip_the_warm_up_and_line_up_runs_of_different_lengths(bridge):
+    ours = {"seconds": [9.0, 1.0, 3.0, 2.0], "cpu_seconds": [9.0, 1.0, 1.0, 4.0], "reward": [0.1, 0.2, 0.3, 0.4],
+            "kl": [0.0, 0.1, 0.2, 0.3], "peak_rss_mb": 300.0, "rss_before_mb": 100.0}
+    theirs = {"seconds": [9.0, 4.0, 6.0], "cpu_seconds": [9.0, 2.0, 2.0], "reward": [0.5, 0.6, 0.7], "kl": [0.0, 1.0, 2.0],
+              "peak_rss_mb": 600.0, "rss_before_mb": 200.0}
+    a, b = bridge.step_medians(ours), bridge.step_medians(theirs)
+    assert (a["median_s"], a["median_cpu_s"], b["median_s"]) == (2.0, 1.0, 5.0)  # the 9 s warm-up is left out
+    assert bridge.step_medians({**ours, "seconds": [7.0], "cpu_seconds": [7.0]})["median_s"] == 7.0  # unless it is all there is
+    assert bridge.speedup_line(a, b) == "speed-up TRL / ours: wall 2.50x, CPU 2.00x;   peak RSS ours / TRL: 0.50"
+    table = bridge.per_step_table(ours, theirs, ".2f", ".1f", kl_width=8)
+    assert len(table) == 1 + 4 and table[0].split() == ["step", "reward", "ours", "reward", "TRL", "KL", "ours", "KL", "TRL",
+                                                        "s", "ours", "s", "TRL"]
+    assert table[3].split() == ["2", "0.30", "0.70", "0.2", "2.0", "3.00", "6.00"]
+    assert table[4].split() == ["3", "0.40", "-", "0.3", "-", "2.00", "-"]  # TRL's shorter run: dashes
