@@ -39,6 +39,7 @@ __all__ = [
     "GPTConfig",
     "GPT",
     "KVCache",
+    "SharedPrompts",
     "left_pad",
     "token_logprobs",
     "entropy_from_logits",
@@ -108,6 +109,40 @@ class KVCache:
     def max_len(self) -> int:
         return self.kv.shape[4]
 
+    def repeat_rows(self, repeats: int, max_len: int) -> "KVCache":
+        """A new cache of ``repeats`` x the rows, room for ``max_len`` positions: row b becomes rows
+        b * repeats ... b * repeats + repeats - 1, each holding row b's positions so far."""
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1; got {repeats}")
+        n_layer, _, B, n_head, _, hs = self.kv.shape
+        new = KVCache.__new__(KVCache)
+        new.kv = torch.empty(n_layer, 2, B * repeats, n_head, max_len, hs, device=self.kv.device, dtype=self.kv.dtype)
+        new.kv[..., : self.length, :] = self.kv[..., : self.length, :].repeat_interleave(repeats, dim=2)
+        new.layers = new.kv.unbind(0)
+        new.key_bias = torch.zeros(B * repeats, 1, 1, max_len, device=self.kv.device, dtype=self.kv.dtype)
+        new.key_bias[..., : self.length] = self.key_bias[..., : self.length].repeat_interleave(repeats, dim=0)
+        new.n_real = self.n_real.repeat_interleave(repeats, dim=0)
+        new.length, new.padded = self.length, self.padded
+        return new
+
+
+class SharedPrompts:
+    """Keys and values of N prompts, each continued by ``group_size`` rows (``GPT.shared_prompt_states``).
+
+    GRPO samples G completions of every prompt, so a plain batch would run each prompt G
+    times through the network, forward and backward. Here the prompts run once; every
+    continuation row reads its prompt's keys and values, repeated G times. Unlike
+    ``KVCache`` (inference only, written in place), the tensors keep their autograd graph,
+    so the gradients of all G continuations flow back into the one shared prompt pass,
+    summed, exactly as the G copies would have received them.
+    ``kv`` holds one (keys, values) pair per layer, each (N, nh, P, hs).
+    """
+
+    def __init__(self, group_size: int):
+        self.group_size = group_size
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.recording = True  # the prompt pass stores keys and values; the continuation pass reads them
+
 
 # ---------------------------------------------------------------- the blocks
 class Conv1D(nn.Module):
@@ -148,6 +183,14 @@ class CausalSelfAttention(nn.Module):
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         if cache is None:
             q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
+        elif isinstance(cache, SharedPrompts):
+            q, k, v = qkv.unbind(0)
+            if cache.recording:
+                cache.kv.append((k, v))
+            else:  # each row first reads its prompt's keys and values, then its own
+                prompt_k, prompt_v = cache.kv[layer]
+                k = torch.cat([prompt_k.repeat_interleave(cache.group_size, dim=0), k], dim=2)
+                v = torch.cat([prompt_v.repeat_interleave(cache.group_size, dim=0), v], dim=2)
         else:
             kv = cache.layers[layer]  # (2, B, nh, max_len, hs)
             kv[:, :, :, cache.length : cache.length + T] = qkv[1:]  # store this segment's keys and values
@@ -304,6 +347,59 @@ class GPT(nn.Module):
         if cache is not None:
             cache.length = past + T
         return self.transformer.ln_f(x)
+
+    def shared_prompt_states(self, prompt_ids, prompt_mask, continuations, group_size: int):
+        """Hidden states of ``group_size`` continuations of each prompt, the prompts run only once.
+
+        prompt_ids, prompt_mask: (N, P), left-padded (1 for real tokens). continuations:
+        (N * G, T) token ids; rows n * G ... n * G + G - 1 continue prompt n, with right
+        padding allowed (a pad only follows the real tokens, so no real token sees it).
+        Returns ``last`` (N, C), the final hidden state of each prompt's last token (it
+        scores every continuation's first token), and ``states`` (N * G, T, C). They equal
+        ``hidden_states`` of the repeated, concatenated rows (prompt then continuation) at
+        those positions, at 1 / G of the prompt's cost; gradients flow through both
+        (``SharedPrompts``). Real continuation tokens get the positions that follow their
+        prompt's real tokens, as ``generate`` numbers them.
+        """
+        if prompt_ids.dim() != 2 or prompt_mask.shape != prompt_ids.shape:
+            raise ValueError(f"prompt_ids and prompt_mask must both have shape (N, P); got {tuple(prompt_ids.shape)} "
+                             f"and {tuple(prompt_mask.shape)}")
+        N, P = prompt_ids.shape
+        if continuations.dim() != 2 or continuations.shape[0] != N * group_size:
+            raise ValueError(f"continuations must have shape (N * group_size, T) = ({N * group_size}, T); "
+                             f"got {tuple(continuations.shape)}")
+        T = continuations.shape[1]
+        if P + T > self.config.block_size:
+            raise ValueError(f"sequence length {P + T} exceeds block_size {self.config.block_size}")
+        real = prompt_mask.bool()
+        if not bool(real[:, -1].all()):
+            raise ValueError("prompt_mask: every prompt must end in its last column (pad on the left)")
+        device, dtype = prompt_ids.device, self.transformer.wte.weight.dtype
+        # Prompt pass: pads hidden from every query, the future too; each position sees itself.
+        pad_bias = torch.zeros(N, 1, 1, P, device=device, dtype=dtype).masked_fill(~real[:, None, None, :], float("-inf"))
+        causal = torch.ones(P, P, dtype=torch.bool, device=device).triu(1)  # True where the key is in the future
+        bias = pad_bias.masked_fill(causal, float("-inf")).masked_fill(torch.eye(P, dtype=torch.bool, device=device), 0.0)
+        position = (real.long().cumsum(dim=1) - 1).clamp(min=0)
+        prompts = SharedPrompts(group_size)
+        x = _dropout(self.transformer.wte(prompt_ids) + self.transformer.wpe(position), self.config.dropout, self.training)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, bias, prompts, layer)
+        last = self.transformer.ln_f(x[:, -1])  # (N, C)
+        if T == 0:
+            return last, last.new_zeros(N * group_size, 0, last.shape[-1])
+        # Continuation pass: every prompt key of the row's own prompt, then causal over the row.
+        prompts.recording = False
+        n_real = real.sum(dim=1, keepdim=True).repeat_interleave(group_size, dim=0)  # (N * G, 1)
+        position = n_real + torch.arange(T, device=device)  # (N * G, T)
+        future = torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
+        bias = torch.cat([pad_bias.repeat_interleave(group_size, dim=0).expand(-1, -1, T, -1),
+                          torch.zeros(T, T, device=device, dtype=dtype).masked_fill(future, float("-inf")).expand(N * group_size, 1, T, T)],
+                         dim=-1)  # (N * G, 1, T, P + T)
+        x = _dropout(self.transformer.wte(continuations) + self.transformer.wpe(position),
+                     self.config.dropout, self.training)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, bias, prompts, layer)
+        return last, self.transformer.ln_f(x)
 
     def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
         """Next-token logits (B, T, V); arguments as in ``hidden_states``."""
@@ -537,6 +633,7 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     pad_id: int = 0,
     use_cache: bool = True,
+    num_samples: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample completions for a batch of prompts: the policy acting for ``max_new_tokens`` steps.
 
@@ -553,9 +650,16 @@ def generate(
     only the newest token, reading the keys and values of the earlier ones
     from a ``KVCache``; without it every step re-runs the whole sequence.
     Both give the same tokens.
+
+    ``num_samples = G`` continues every prompt G times: rows b * G ... b * G + G - 1 of
+    the result belong to prompt b, and they are the same draws as for the prompts
+    repeated G times in a row (GRPO's groups). The prompts are run once and their keys
+    and values copied to the G rows (``KVCache.repeat_rows``).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int; got {num_samples!r}")
     device = next(model.parameters()).device
     if isinstance(prompt_ids, torch.Tensor):
         if prompt_ids.dim() != 2:
@@ -571,6 +675,10 @@ def generate(
     B, P = ids.shape
     if P + max_new_tokens > model.config.block_size:
         raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} exceeds block_size {model.config.block_size}")
+    G = num_samples
+    if G > 1 and not use_cache:  # nothing to share without a cache: repeat the prompts
+        ids, mask = ids.repeat_interleave(G, dim=0), mask.repeat_interleave(G, dim=0)
+    B = B * G
 
     was_training = model.training
     model.eval()
@@ -578,10 +686,12 @@ def generate(
     completion_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     alive = torch.ones(B, dtype=torch.bool, device=device)
     dtype = next(model.parameters()).dtype
-    cache = KVCache(model.config, B, P + max_new_tokens, device=device, dtype=dtype) if use_cache else None
-
     if use_cache:  # prefill: the whole prompt once, keep only the last position's logits
-        logits = model.lm_head(model.hidden_states(ids, mask, cache=cache)[:, -1])  # (B, V)
+        cache = KVCache(model.config, B // G, P + (max_new_tokens if G == 1 else 0), device=device, dtype=dtype)
+        logits = model.lm_head(model.hidden_states(ids, mask, cache=cache)[:, -1])  # (B / G, V)
+        if G > 1:
+            cache = cache.repeat_rows(G, P + max_new_tokens)
+            logits = logits.repeat_interleave(G, dim=0)  # (B, V)
     for t in range(max_new_tokens):
         if not use_cache:
             seq = torch.cat([ids, completions[:, :t]], dim=1)

@@ -24,8 +24,10 @@ makes sense):
 * ``grpo_loss``: the clipped objective minus beta * k3, reduced by one of them.
 
 The loop: ``GRPOConfig`` / ``grpo_config``, ``sample_groups`` (generate and
-score one batch), ``grpo_update`` (the gradient steps on it), ``grpo_step``
-(both), and ``train_grpo`` (many steps with a progress bar and a history).
+score one batch), ``group_logprobs`` (the completions' log-probs, each prompt
+run once for its whole group), ``grpo_update`` (the gradient steps on the
+batch), ``grpo_step`` (both), and ``train_grpo`` (many steps with a progress
+bar and a history).
 Letters: B = n_prompts * G completions, T completion tokens, P prompt tokens.
 """
 
@@ -58,6 +60,7 @@ __all__ = [
     "grpo_config",
     "GroupBatch",
     "completion_logprobs",
+    "group_logprobs",
     "sample_groups",
     "grpo_update",
     "grpo_step",
@@ -360,6 +363,8 @@ class GroupBatch:
     advantages: torch.Tensor  # (B,) group-standardised
     old_logp: torch.Tensor | None  # (B, T) log-probs under the sampling policy (None: equal to the first pass's)
     ref_logp: torch.Tensor | None  # (B, T) under the reference (None when beta = 0)
+    prompt_ids: torch.Tensor | None = None  # (n_prompts, P) each prompt once, left-padded (ids repeats them G times)
+    prompt_mask: torch.Tensor | None = None  # (n_prompts, P) 1 for real tokens
 
 
 def completion_logprobs(model: GPT, ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
@@ -380,31 +385,65 @@ def completion_logprobs(model: GPT, ids: torch.Tensor, attention_mask: torch.Ten
     return logp
 
 
+def group_logprobs(model: GPT, batch: GroupBatch, temperature: float = 1.0, return_entropy: bool = False,
+                   groups: torch.Tensor | None = None):
+    """``completion_logprobs`` of a batch of groups, (B, T), with each prompt run once, not G times.
+
+    The G completions of a prompt share it, so its hidden states are the same in all G rows:
+    ``GPT.shared_prompt_states`` computes them once and lets every completion attend to
+    them (forward and backward). With P prompt tokens and T completion tokens this runs
+    n_prompts * P + B * (T - 1) tokens through the network instead of B * (P + T); for the
+    course's sums (P = 8, T = 5, G = 16) about a third. ``groups``: indices of the groups
+    to score (a minibatch), all by default. Same values as ``completion_logprobs`` on
+    ``batch.ids`` up to rounding (a test checks values and gradients).
+    """
+    T = batch.completion_mask.shape[1]
+    if batch.prompt_ids is None:  # a batch built by hand, without its prompts on their own: the plain path
+        if groups is not None:
+            raise ValueError("groups needs a batch from sample_groups (batch.prompt_ids is None)")
+        return completion_logprobs(model, batch.ids, batch.attention_mask, T, temperature, return_entropy)
+    G = batch.ids.shape[0] // batch.prompt_ids.shape[0]
+    prompt_ids, prompt_mask, completions = batch.prompt_ids, batch.prompt_mask, batch.ids[:, -T:]
+    if groups is not None:
+        rows = (groups[:, None] * G + torch.arange(G)).reshape(-1)  # the G rows of each chosen group
+        prompt_ids, prompt_mask, completions = prompt_ids[groups], prompt_mask[groups], completions[rows]
+    last, states = model.shared_prompt_states(prompt_ids, prompt_mask, completions[:, :-1], G)
+    # The prompt's last token scores each completion's first token; token t - 1 scores token t.
+    h = torch.cat([last.repeat_interleave(G, dim=0)[:, None], states], dim=1)  # (B, T, C)
+    logits = model.lm_head(h) / temperature
+    logp = token_logprobs(logits, completions)
+    if return_entropy:
+        with torch.no_grad():
+            return logp, entropy_from_logits(logits)
+    return logp
+
+
 @torch.no_grad()
 def sample_groups(policy: GPT, reference: GPT | None, reward_fn, prompts: Sequence[str], config: GRPOConfig,
                   tokenizer: CharTokenizer, generator: torch.Generator | None = None) -> GroupBatch:
     """Sample G completions for each prompt, score them, and compute advantages and fixed log-probs."""
     G = config.group_size
     repeated = [p for p in prompts for _ in range(G)]  # groups contiguous
-    prompt_ids, prompt_mask = left_pad([tokenizer.encode(p) for p in repeated], tokenizer.pad_id)
-    completions, completion_mask = generate(policy, prompt_ids, config.max_new_tokens, temperature=config.temperature,
-                                            eos_id=tokenizer.eos_id, generator=generator, attention_mask=prompt_mask,
-                                            pad_id=tokenizer.pad_id)
+    unique_ids, unique_mask = left_pad([tokenizer.encode(p) for p in prompts], tokenizer.pad_id)
+    completions, completion_mask = generate(policy, unique_ids, config.max_new_tokens, temperature=config.temperature,
+                                            eos_id=tokenizer.eos_id, generator=generator, attention_mask=unique_mask,
+                                            pad_id=tokenizer.pad_id, num_samples=G)  # each prompt's prefill runs once
     completions, completion_mask = completions.clone(), completion_mask.clone()  # plain tensors, not inference-mode ones
     texts = tokenizer.decode_batch(completions, completion_mask)
     rewards = torch.as_tensor(reward_fn(repeated, texts), dtype=torch.float32).reshape(-1)
     if rewards.shape != (len(repeated),):
         raise ValueError(f"reward_fn must return one reward per completion ({len(repeated)}); got shape {tuple(rewards.shape)}")
     advantages = group_advantages(rewards, G, scale=config.scale_rewards, eps=config.adv_eps)
-    ids = torch.cat([prompt_ids, completions], dim=1)  # (B, P + T)
-    mask = torch.cat([prompt_mask, completion_mask], dim=1)
-    T = completions.shape[1]
+    ids = torch.cat([unique_ids.repeat_interleave(G, dim=0), completions], dim=1)  # (B, P + T)
+    mask = torch.cat([unique_mask.repeat_interleave(G, dim=0), completion_mask], dim=1)
+    batch = GroupBatch(repeated, texts, ids, mask, completion_mask, rewards, advantages, None, None, unique_ids, unique_mask)
     # With one pass of one minibatch the update starts from the sampling policy itself, so the
     # old log-probs equal the first forward pass's (detached): no extra pass needed.
-    reuse = config.epochs == 1 and config.minibatches == 1
-    old_logp = None if reuse else completion_logprobs(policy, ids, mask, T, config.temperature)
-    ref_logp = completion_logprobs(reference, ids, mask, T, config.temperature) if reference is not None and config.beta > 0 else None
-    return GroupBatch(repeated, texts, ids, mask, completion_mask, rewards, advantages, old_logp, ref_logp)
+    if not (config.epochs == 1 and config.minibatches == 1):
+        batch.old_logp = group_logprobs(policy, batch, config.temperature)
+    if reference is not None and config.beta > 0:
+        batch.ref_logp = group_logprobs(reference, batch, config.temperature)
+    return batch
 
 
 def grpo_update(policy: GPT, optimizer: torch.optim.Optimizer, batch: GroupBatch, config: GRPOConfig) -> dict:
@@ -421,8 +460,11 @@ def grpo_update(policy: GPT, optimizer: torch.optim.Optimizer, batch: GroupBatch
         for k in range(config.minibatches):
             groups = order[k * per_mb : (k + 1) * per_mb]
             rows = (groups[:, None] * config.group_size + torch.arange(config.group_size)).reshape(-1)  # whole groups
-            logp, entropy = completion_logprobs(policy, batch.ids[rows], batch.attention_mask[rows], T,
-                                                config.temperature, return_entropy=True)
+            if batch.prompt_ids is not None:  # each prompt once for its group
+                logp, entropy = group_logprobs(policy, batch, config.temperature, return_entropy=True, groups=groups)
+            else:
+                logp, entropy = completion_logprobs(policy, batch.ids[rows], batch.attention_mask[rows], T,
+                                                    config.temperature, return_entropy=True)
             mask = batch.completion_mask[rows]
             ref = batch.ref_logp[rows] if batch.ref_logp is not None else None
             old = batch.old_logp[rows] if batch.old_logp is not None else logp.detach()

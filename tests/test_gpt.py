@@ -196,6 +196,22 @@ def test_kv_cache_with_a_padded_new_token():
     assert torch.allclose(last[1], expected_1, atol=1e-5)
 
 
+def test_kv_cache_repeat_rows_continues_each_prompt_in_its_own_rows():
+    model = tiny_model(23)
+    prompts = [torch.randint(3, 23, (n,)) for n in (4, 1, 3)]
+    ids, mask = left_pad(prompts)
+    G = 3
+    extra = torch.randint(3, 23, (3 * G, 2))  # a different continuation in every row
+    with torch.no_grad():
+        cache = KVCache(TINY, 3, ids.shape[1])
+        model(ids, attention_mask=mask, cache=cache)
+        cache = cache.repeat_rows(G, ids.shape[1] + 2)
+        got = torch.cat([model(extra[:, t : t + 1], cache=cache) for t in range(2)], dim=1)  # (3G, 2, V)
+        for row in range(3 * G):
+            alone = model(torch.cat([prompts[row // G], extra[row]])[None])[0, -2:]
+            assert torch.allclose(got[row], alone, atol=1e-5), f"row {row}"
+
+
 def test_forward_rejects_bad_input():
     model = GPT(TINY)
     with pytest.raises(ValueError, match="block_size"):
@@ -210,6 +226,49 @@ def test_forward_rejects_bad_input():
         GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="vocab_size"):
         GPTConfig(vocab_size=0)
+
+
+def test_shared_prompt_states_equal_the_repeated_rows_forward_and_backward():
+    # Reference: every prompt written out G times and concatenated with its continuation,
+    # run through hidden_states like any padded batch.
+    model = tiny_model(21).train()  # train mode: the path the GRPO update takes (dropout is 0)
+    prompts = [torch.randint(3, 23, (n,)) for n in (5, 2, 3)]
+    prompt_ids, prompt_mask = left_pad(prompts)
+    G, T = 4, 5
+    continuations = torch.randint(3, 23, (3 * G, T))
+    real = torch.ones(3 * G, T, dtype=torch.long)
+    real[1, 2:] = 0  # finished early: right padding
+    real[7, 1:] = 0
+    continuations = continuations * real
+    P = prompt_ids.shape[1]
+
+    last, states = model.shared_prompt_states(prompt_ids, prompt_mask, continuations, G)
+    probe = torch.randn(states.shape[-1])  # a loss that reads every real position
+    ((states * real[..., None]) @ probe).sum().add((last @ probe).sum() * G).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    ids = torch.cat([prompt_ids.repeat_interleave(G, 0), continuations], dim=1)
+    mask = torch.cat([prompt_mask.repeat_interleave(G, 0), real], dim=1)
+    full = model.hidden_states(ids, mask)
+    torch.testing.assert_close(last.repeat_interleave(G, 0), full[:, P - 1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(states * real[..., None], full[:, P:] * real[..., None], atol=1e-5, rtol=1e-5)
+    ((full[:, P:] * real[..., None]) @ probe).sum().add((full[:, P - 1] @ probe).sum()).backward()
+    for mine, reference in zip(grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(mine, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_prompt_states_rejects_bad_shapes():
+    model = tiny_model()
+    ids, mask = left_pad([[3, 4], [5]])
+    with pytest.raises(ValueError, match="continuations"):
+        model.shared_prompt_states(ids, mask, torch.zeros(5, 3, dtype=torch.long), group_size=3)
+    with pytest.raises(ValueError, match="prompt_mask"):
+        model.shared_prompt_states(ids, mask[:, :1], torch.zeros(6, 3, dtype=torch.long), group_size=3)
+    with pytest.raises(ValueError, match="left"):  # right-padded prompts would put a pad before the continuation
+        model.shared_prompt_states(ids, mask.flip(1), torch.zeros(6, 3, dtype=torch.long), group_size=3)
+    with pytest.raises(ValueError, match="block_size"):
+        model.shared_prompt_states(ids, mask, torch.zeros(6, 31, dtype=torch.long), group_size=3)
 
 
 # ---------------------------------------------------------------- generate
@@ -278,6 +337,23 @@ def test_sampled_tokens_follow_the_model_distribution():
     comp, _ = generate(model, [prompt] * 20000, 1, temperature=0.8, generator=torch.Generator().manual_seed(0))
     freq = torch.bincount(comp[:, 0], minlength=23).float() / 20000
     assert (freq - probs).abs().max() < 0.015
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no_cache"])
+def test_generate_num_samples_draws_like_repeated_prompts(use_cache):
+    model = tiny_model(22)
+    prompts = [[3, 4, 5, 6], [7, 8], [9, 10, 11]]
+    ids, mask = left_pad(prompts)
+    G = 5
+    got, got_mask = generate(model, ids, 7, attention_mask=mask, eos_id=2, num_samples=G, use_cache=use_cache,
+                             generator=torch.Generator().manual_seed(3))
+    want, want_mask = generate(model, ids.repeat_interleave(G, 0), 7, attention_mask=mask.repeat_interleave(G, 0), eos_id=2,
+                               generator=torch.Generator().manual_seed(3))
+    assert got.shape == (3 * G, 7)
+    assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+    assert len({tuple(r) for r in got[:G].tolist()}) > 1  # the G samples of a prompt differ: not one draw copied
+    with pytest.raises(ValueError, match="num_samples"):
+        generate(model, ids, 3, attention_mask=mask, num_samples=0)
 
 
 def test_generate_accepts_a_padded_tensor_and_restores_training_mode():

@@ -29,6 +29,7 @@ from course_lib.grpo import (
     group_advantages,
     grpo_loss,
     grpo_step,
+    group_logprobs,
     sample_groups,
     sequence_mean,
     token_mean,
@@ -296,6 +297,31 @@ def test_sample_groups_layout_and_logprobs():
     logits = policy(batch.ids, attention_mask=batch.attention_mask)[:, -5:-1] / 2.0
     manual = torch.log_softmax(logits, -1).gather(-1, batch.ids[:, -4:, None]).squeeze(-1)
     torch.testing.assert_close(hot, manual, atol=1e-5, rtol=1e-5)
+
+
+def test_group_logprobs_equal_completion_logprobs_values_and_gradients():
+    # Each prompt run once for its group must give what the G written-out rows give.
+    policy = tiny_policy(3)
+    config = GRPOConfig(group_size=4, max_new_tokens=4, beta=0.0)
+    batch = sample_groups(policy, None, first_char_reward, ["1+2=", "33+45=", "6+7="], config, CharTokenizer(),
+                          torch.Generator().manual_seed(4))
+    assert batch.prompt_ids.shape[0] == 3 and (batch.completion_mask == 0).any()  # some finished early: padding
+    m = batch.completion_mask
+    weights = torch.randn(m.shape)
+    policy.train()
+    for groups in (None, torch.tensor([2, 0])):
+        rows = slice(None) if groups is None else torch.cat([torch.arange(8, 12), torch.arange(0, 4)])
+        logp, entropy = group_logprobs(policy, batch, temperature=1.5, return_entropy=True, groups=groups)
+        (logp * m[rows] * weights[rows]).sum().backward()
+        grads = [p.grad.clone() for p in policy.parameters()]
+        policy.zero_grad()
+        want, want_entropy = completion_logprobs(policy, batch.ids[rows], batch.attention_mask[rows], 4, 1.5, return_entropy=True)
+        (want * m[rows] * weights[rows]).sum().backward()
+        torch.testing.assert_close(logp * m[rows], want * m[rows], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(entropy * m[rows], want_entropy * m[rows], atol=1e-5, rtol=1e-5)
+        for mine, reference in zip(grads, (p.grad for p in policy.parameters())):
+            torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-4)
+        policy.zero_grad()
 
 
 def test_grpo_step_with_all_equal_rewards_leaves_policy_unchanged_without_kl():
