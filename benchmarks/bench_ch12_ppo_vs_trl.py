@@ -20,7 +20,7 @@ logits, token ids and reward scores agree.
 Where the two trainers differ and TRL cannot be configured like ours, ours is set like
 TRL: a fixed KL coefficient (TRL's PPO has no adaptive controller; ``kl_target=None``)
 and no gradient clipping (TRL's PPO loop never clips; ``max_grad_norm=inf``). TRL gets
-our optimiser: Adam (eps 1e-5) with the policy at ``lr`` and the critic at
+our optimiser: fused Adam (eps 1e-5) with the policy at ``lr`` and the critic at
 ``critic_lr``, constant learning rate (its default decays linearly to 0). TRL's
 ``vf_coef`` is 1: its critic loss is then our ``clipped_value_loss`` (both halve the
 clipped squared error). Minibatches: ``per_device_train_batch_size = batch``,
@@ -171,9 +171,9 @@ def run_trl(config: RLHFConfig, fast: bool, reward_key: str | None = None) -> di
             gamma=config.gamma, lam=config.lam, num_sample_generations=0,
             learning_rate=config.lr, lr_scheduler_type="constant",
         )
-        # Our optimiser: Adam with eps 1e-5, the critic at its own learning rate.
+        # Our optimiser: fused Adam with eps 1e-5, the critic at its own learning rate.
         optimizer = torch.optim.Adam([{"params": list(policy.parameters()), "lr": config.lr},
-                                      {"params": list(value_model.parameters()), "lr": config.critic_lr}], eps=1e-5)
+                                      {"params": list(value_model.parameters()), "lr": config.critic_lr}], eps=1e-5, fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         recorder = Recorder()
         trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=reference,

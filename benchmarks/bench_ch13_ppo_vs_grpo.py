@@ -66,7 +66,7 @@ def run_method(method: str, seconds: float, fast: bool, threads: int, max_steps:
     T = task.max_digits + 2
     if method == "GRPO":
         config = dataclasses.replace(grpo, max_new_tokens=T)
-        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, fused=True)
         generator = torch.Generator().manual_seed(0)
         kept, trained = [policy, reference], [policy]
         per_step = config.prompts_per_step * config.group_size

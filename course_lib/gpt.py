@@ -178,9 +178,14 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Conv1D(config.n_embd, config.n_embd)
         self.dropout = config.dropout
 
-    def forward(self, x, attn_bias=None, cache: KVCache | None = None, layer: int = 0):
-        B, T, C = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+    def forward(self, x, attn_bias=None, cache: KVCache | None = None, layer: int = 0, real_index=None, shape=None):
+        if real_index is None:
+            B, T, C = x.shape
+            qkv = self.c_attn(x)
+        else:  # x holds only the real tokens (N, C): lay their q, k, v out as (B, T) for attention, zeros at pads
+            (B, T), C = shape, x.shape[-1]
+            qkv = x.new_zeros(B * T, 3 * C).index_copy(0, real_index, self.c_attn(x))
+        qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         if cache is None:
             q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
         elif isinstance(cache, SharedPrompts):
@@ -202,6 +207,8 @@ class CausalSelfAttention(nn.Module):
         else:  # attn_bias (B, 1, T, L): 0 where a query may look, -inf elsewhere
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        if real_index is not None:
+            y = y.reshape(B * T, C).index_select(0, real_index)  # (N, C): back to the real tokens
         return _dropout(self.c_proj(y), self.dropout, self.training)
 
 
@@ -227,8 +234,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x, attn_bias=None, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), attn_bias, cache, layer)
+    def forward(self, x, attn_bias=None, cache=None, layer=0, real_index=None, shape=None):
+        x = x + self.attn(self.ln_1(x), attn_bias, cache, layer, real_index, shape)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -280,7 +287,8 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------ forward passes
-    def hidden_states(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
+    def hidden_states(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None,
+                      skip_padding: bool = False):
         """Final hidden states (B, T, C) after ``ln_f``.
 
         idx: (B, T) token ids. attention_mask: (B, T) with 1 for real tokens and
@@ -289,6 +297,14 @@ class GPT(nn.Module):
         prompt starts at position 0 just like an unpadded one). cache: a
         ``KVCache`` holding earlier tokens; their keys are attended to and this
         call appends the new ones.
+
+        skip_padding: run the per-token layers (LayerNorms, the q/k/v and output
+        projections, the MLP) on the real tokens only, and lay them out as (B, T)
+        just for the attention; padded positions come back as zeros. A pad never
+        reaches a real token, so the real positions get the same numbers; a batch
+        that is one third padding then costs about two thirds (the "unpadded" or
+        "padding-free" layout of FlashAttention's variable-length kernels and
+        Hugging Face's padding-free training). Without a cache only.
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (B, T); got {tuple(idx.shape)}")
@@ -339,6 +355,18 @@ class GPT(nn.Module):
             else:
                 cache.n_real = cache.n_real + T  # a new tensor: position_ids may be the old one
             cache.padded = padded
+
+        if skip_padding and real is not None:
+            if cache is not None:
+                raise ValueError("skip_padding works without a cache only")
+            real_index = real.flatten().nonzero().squeeze(1)  # (N,): the real tokens of the (B, T) grid, row by row
+            ids = idx.flatten().index_select(0, real_index)
+            positions = position_ids.expand(B, T).flatten().index_select(0, real_index)
+            x = _dropout(self.transformer.wte(ids) + self.transformer.wpe(positions), self.config.dropout, self.training)
+            for layer, block in enumerate(self.transformer.h):
+                x = block(x, attn_bias, None, layer, real_index, (B, T))
+            x = self.transformer.ln_f(x)
+            return x.new_zeros(B * T, x.shape[-1]).index_copy(0, real_index, x).view(B, T, -1)
 
         x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C)
         x = _dropout(x, self.config.dropout, self.training)
@@ -401,15 +429,15 @@ class GPT(nn.Module):
             x = block(x, bias, prompts, layer)
         return last, self.transformer.ln_f(x)
 
-    def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None):
+    def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None, skip_padding: bool = False):
         """Next-token logits (B, T, V); arguments as in ``hidden_states``."""
-        return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, cache))
+        return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, cache, skip_padding))
 
-    def values(self, idx, attention_mask=None, position_ids=None):
+    def values(self, idx, attention_mask=None, position_ids=None, skip_padding: bool = False):
         """The value head's scalar at every position, (B, T). Needs ``value_head=True``."""
         if self.value_head is None:
             raise ValueError("this model has no value head; build it with GPT(config, value_head=True) or with_value_head(model)")
-        return self.value_head(self.hidden_states(idx, attention_mask, position_ids)).squeeze(-1)
+        return self.value_head(self.hidden_states(idx, attention_mask, position_ids, skip_padding=skip_padding)).squeeze(-1)
 
     def logits_and_values(self, idx, attention_mask=None, position_ids=None):
         """Logits (B, T, V) and values (B, T) from one pass through the shared trunk."""

@@ -521,7 +521,7 @@ def train_grpo(policy: GPT, reference: GPT | None, reward_fn, prompts_fn, config
         reference.eval()
         for p in reference.parameters():
             p.requires_grad_(False)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, fused=True)  # one kernel for all weights
     keys = ("reward", "kl", "entropy", "clip_fraction", "loss", "ratio", "grad_norm", "zero_adv_fraction", "completion_length")
     history = {key: [] for key in keys} | {"seconds": [], "cpu_seconds": []}
     bar = tqdm(range(config.steps), desc="GRPO", disable=not progress, mininterval=1.0)

@@ -282,8 +282,9 @@ print(asdict(config))
 torch.manual_seed(config.seed)
 generator = torch.Generator().manual_seed(config.seed)
 prompt_rng = np.random.default_rng(config.seed)
-policy_optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5)
-critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5)
+# fused=True: one kernel updates all the weights (the same Adam, less overhead per step)
+policy_optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, eps=1e-5, fused=True)
+critic_optimizer = torch.optim.Adam(critic.parameters(), lr=config.critic_lr, eps=1e-5, fused=True)
 kl_controller = AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon)
 dashboard = training_dashboard([("reward-model score", ["reward"]), ("labeler's true score", ["true score"]),
                                 ("KL(pi || pi_ref) per completion", ["kl"]), ("entropy per token", ["entropy"]),

@@ -267,7 +267,7 @@ print(config)
 
 policy, _ = load_or_pretrain(base)  # a fresh copy of the base model
 reference = frozen_copy(policy)  # pi_ref: the base model, frozen
-optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr, fused=True)  # fused: one kernel for all weights
 generator = torch.Generator().manual_seed(config.seed)
 train_rng = np.random.default_rng(config.seed)
 before_prompts = arithmetic.prompts(6, np.random.default_rng(7), "test")

@@ -228,6 +228,38 @@ def test_forward_rejects_bad_input():
         GPTConfig(vocab_size=0)
 
 
+def test_skip_padding_gives_the_padded_numbers_forward_and_backward():
+    # Left padding (prompts), right padding (finished completions), both, and none in one batch.
+    model = tiny_model(24, value_head=True).train()
+    ids = torch.randint(3, 23, (4, 9))
+    mask = torch.ones(4, 9, dtype=torch.long)
+    mask[0, :3] = 0
+    mask[1, 6:] = 0
+    mask[2, :1] = 0
+    mask[2, 7:] = 0
+    probe = torch.randn(4, 9, 16) * mask[..., None]  # a loss on the real positions only
+
+    def run(skip):
+        model.zero_grad()
+        h = model.hidden_states(ids, mask, skip_padding=skip)
+        values = model.values(ids, mask, skip_padding=skip)
+        ((h * probe).sum() + (values * mask).sum()).backward()
+        return h, values, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    h, values, grads = run(True)
+    h_ref, values_ref, grads_ref = run(False)
+    real = mask.bool()
+    torch.testing.assert_close(h[real], h_ref[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values[real], values_ref[real], atol=1e-5, rtol=1e-5)
+    assert (h[~real] == 0).all()  # pads are not computed at all
+    assert len(grads) == len(grads_ref)
+    for mine, reference in zip(grads, grads_ref):
+        torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model(ids, mask, skip_padding=True)[real], model(ids, mask)[real], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="cache"):
+        model.hidden_states(ids, mask, cache=KVCache(TINY, 4, 9), skip_padding=True)
+
+
 def test_shared_prompt_states_equal_the_repeated_rows_forward_and_backward():
     # Reference: every prompt written out G times and concatenated with its continuation,
     # run through hidden_states like any padded batch.
