@@ -27,6 +27,14 @@ clipped squared error). Minibatches: ``per_device_train_batch_size = batch``,
 ``gradient_accumulation_steps = 1``, ``num_mini_batches = minibatches``, so both take
 one optimiser step per minibatch.
 
+The same arithmetic, less of it: our log-prob and value passes skip the padding
+(``GPT.hidden_states(..., skip_padding=True)``). The LayerNorms, projections and MLPs
+run on the real tokens only, and the attention sees them laid out as (B, T). A pad
+never reaches a real token, so the numbers are those of the padded pass (a test in
+tests/test_gpt.py compares values and gradients). TRL computes every position of the
+padded batch. With 15-character prompts and completions of about 15 of the 30 allowed
+tokens, about a third of the batch is padding.
+
 Each contender runs in its own process (``--worker``), so peak RSS is its own. A step
 is one PPO iteration: generate, score, advantages, ``epochs`` x ``minibatches`` updates.
 The first step is a warm-up and is not timed; figures are medians over the rest. The
