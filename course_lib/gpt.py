@@ -550,7 +550,8 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(dim=-1)
 
 
-def sequence_logprobs(model: GPT, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def sequence_logprobs(model: GPT, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      skip_padding: bool = False) -> torch.Tensor:
     """Per-token log-probabilities log pi(x_t | x_<t) of the given tokens, shape (B, T).
 
     input_ids: (B, T); attention_mask: (B, T), 1 for real tokens (padding may
@@ -562,6 +563,8 @@ def sequence_logprobs(model: GPT, input_ids: torch.Tensor, attention_mask: torch
 
     Example: for x = [BOS, 7, 3] with mask [1, 1, 1] the result is
     [0, log pi(7 | BOS), log pi(3 | BOS 7)].
+
+    skip_padding: compute only the real tokens (``GPT.hidden_states``); the same numbers.
     """
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must have shape (B, T); got {tuple(input_ids.shape)}")
@@ -570,7 +573,7 @@ def sequence_logprobs(model: GPT, input_ids: torch.Tensor, attention_mask: torch
     if attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}; got {tuple(attention_mask.shape)}")
     mask = attention_mask.bool()
-    logits = model(input_ids, attention_mask=attention_mask)  # (B, T, V)
+    logits = model(input_ids, attention_mask=attention_mask, skip_padding=skip_padding)  # (B, T, V)
     logp = token_logprobs(logits[:, :-1], input_ids[:, 1:])  # (B, T - 1): logits at t - 1 score token t
     scored = mask[:, 1:] & mask[:, :-1]  # token t and a real token before it
     return F.pad(logp * scored, (1, 0))  # position 0 scores nothing

@@ -256,6 +256,8 @@ def test_skip_padding_gives_the_padded_numbers_forward_and_backward():
     for mine, reference in zip(grads, grads_ref):
         torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(model(ids, mask, skip_padding=True)[real], model(ids, mask)[real], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sequence_logprobs(model, ids, mask, skip_padding=True), sequence_logprobs(model, ids, mask),
+                               atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="cache"):
         model.hidden_states(ids, mask, cache=KVCache(TINY, 4, 9), skip_padding=True)
 
