@@ -20,7 +20,11 @@ What the RL chapters use:
 * ``sequence_logprobs``: log pi(token | prefix) for every token of a batch;
 * ``token_logprobs`` and ``entropy_from_logits``: the two kernels on logits;
 * ``GPT(config, value_head=True)``: a scalar per position for critics and
-  reward models.
+  reward models;
+* ``skip_padding=True`` (``hidden_states``, ``forward``, ``values``,
+  ``sequence_logprobs``): the same numbers without computing the padding;
+* ``GPT.shared_prompt_states`` and ``generate(..., num_samples=G)``: G
+  continuations of each prompt with the prompt run once (GRPO's groups).
 """
 
 from __future__ import annotations
