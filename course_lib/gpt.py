@@ -148,6 +148,19 @@ class SharedPrompts:
         self.recording = True  # the prompt pass stores keys and values; the continuation pass reads them
 
 
+def _attention_bias(key_bias: torch.Tensor, T: int) -> torch.Tensor:
+    """The additive attention mask (B, 1, T, L) for queries at the last T of L positions.
+
+    key_bias: (B, 1, 1, L), 0 for a real key and -inf for a pad. A query also never sees a
+    later key; and it always sees itself, since a padded query with no key at all would
+    give the softmax of nothing (NaN).
+    """
+    L = key_bias.shape[-1]
+    q_pos = torch.arange(L - T, L, device=key_bias.device)[:, None]  # (T, 1)
+    k_pos = torch.arange(L, device=key_bias.device)[None, :]  # (1, L)
+    return key_bias.masked_fill(k_pos > q_pos, float("-inf")).masked_fill(k_pos == q_pos, 0.0)
+
+
 # ---------------------------------------------------------------- the blocks
 class Conv1D(nn.Module):
     """GPT-2's name for a linear layer that stores its weight as (in, out): y = x @ weight + bias.
@@ -324,6 +337,9 @@ class GPT(nn.Module):
             raise ValueError(f"position ids reach {int(position_ids.max())}; block_size is {self.config.block_size}")
         real = None if attention_mask is None or bool(attention_mask.all()) else attention_mask.bool()  # (B, T)
         padded = real is not None or (cache is not None and cache.padded)
+        skip = skip_padding and real is not None
+        if skip and cache is not None:
+            raise ValueError("skip_padding works without a cache only")
 
         if position_ids is None:
             if cache is not None and T == 1 and real is None:
@@ -345,12 +361,7 @@ class GPT(nn.Module):
                 keys = keys.masked_fill(~real[:, None, None, :], float("-inf"))
             if cache is not None:
                 keys = torch.cat([cache.key_bias[..., :past], keys], dim=-1)  # (B, 1, 1, L)
-            q_pos = torch.arange(past, past + T, device=idx.device)[:, None]  # (T, 1)
-            k_pos = torch.arange(past + T, device=idx.device)[None, :]  # (1, L)
-            attn_bias = keys.masked_fill(k_pos > q_pos, float("-inf"))  # (B, 1, T, L)
-            # A padded query would see no key at all (softmax of nothing is NaN),
-            # so every position may always look at itself.
-            attn_bias = attn_bias.masked_fill(k_pos == q_pos, 0.0)
+            attn_bias = _attention_bias(keys, T)  # (B, 1, T, L)
 
         if cache is not None:
             if real is not None:
@@ -360,25 +371,21 @@ class GPT(nn.Module):
                 cache.n_real = cache.n_real + T  # a new tensor: position_ids may be the old one
             cache.padded = padded
 
-        if skip_padding and real is not None:
-            if cache is not None:
-                raise ValueError("skip_padding works without a cache only")
+        real_index = None
+        if skip:  # from here on x holds the real tokens only, (N, C)
             real_index = real.flatten().nonzero().squeeze(1)  # (N,): the real tokens of the (B, T) grid, row by row
-            ids = idx.flatten().index_select(0, real_index)
-            positions = position_ids.expand(B, T).flatten().index_select(0, real_index)
-            x = _dropout(self.transformer.wte(ids) + self.transformer.wpe(positions), self.config.dropout, self.training)
-            for layer, block in enumerate(self.transformer.h):
-                x = block(x, attn_bias, None, layer, real_index, (B, T))
-            x = self.transformer.ln_f(x)
-            return x.new_zeros(B * T, x.shape[-1]).index_copy(0, real_index, x).view(B, T, -1)
-
-        x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C)
+            idx = idx.flatten().index_select(0, real_index)
+            position_ids = position_ids.expand(B, T).flatten().index_select(0, real_index)
+        x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C), or (N, C)
         x = _dropout(x, self.config.dropout, self.training)
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, attn_bias, cache, layer)
+            x = block(x, attn_bias, cache, layer, real_index, (B, T))
         if cache is not None:
             cache.length = past + T
-        return self.transformer.ln_f(x)
+        x = self.transformer.ln_f(x)
+        if skip:  # back to (B, T, C), zeros at the pads
+            x = x.new_zeros(B * T, x.shape[-1]).index_copy(0, real_index, x).view(B, T, -1)
+        return x
 
     def shared_prompt_states(self, prompt_ids, prompt_mask, continuations, group_size: int):
         """Hidden states of ``group_size`` continuations of each prompt, the prompts run only once.
@@ -409,8 +416,7 @@ class GPT(nn.Module):
         device, dtype = prompt_ids.device, self.transformer.wte.weight.dtype
         # Prompt pass: pads hidden from every query, the future too; each position sees itself.
         pad_bias = torch.zeros(N, 1, 1, P, device=device, dtype=dtype).masked_fill(~real[:, None, None, :], float("-inf"))
-        causal = torch.ones(P, P, dtype=torch.bool, device=device).triu(1)  # True where the key is in the future
-        bias = pad_bias.masked_fill(causal, float("-inf")).masked_fill(torch.eye(P, dtype=torch.bool, device=device), 0.0)
+        bias = _attention_bias(pad_bias, P)
         position = (real.long().cumsum(dim=1) - 1).clamp(min=0)
         prompts = SharedPrompts(group_size)
         x = _dropout(self.transformer.wte(prompt_ids) + self.transformer.wpe(position), self.config.dropout, self.training)
@@ -423,10 +429,9 @@ class GPT(nn.Module):
         prompts.recording = False
         n_real = real.sum(dim=1, keepdim=True).repeat_interleave(group_size, dim=0)  # (N * G, 1)
         position = n_real + torch.arange(T, device=device)  # (N * G, T)
-        future = torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
-        bias = torch.cat([pad_bias.repeat_interleave(group_size, dim=0).expand(-1, -1, T, -1),
-                          torch.zeros(T, T, device=device, dtype=dtype).masked_fill(future, float("-inf")).expand(N * group_size, 1, T, T)],
-                         dim=-1)  # (N * G, 1, T, P + T)
+        keys = torch.cat([pad_bias.repeat_interleave(group_size, dim=0),
+                          torch.zeros(N * group_size, 1, 1, T, device=device, dtype=dtype)], dim=-1)  # (N * G, 1, 1, P + T)
+        bias = _attention_bias(keys, T)  # (N * G, 1, T, P + T)
         x = _dropout(self.transformer.wte(continuations) + self.transformer.wpe(position),
                      self.config.dropout, self.training)
         for layer, block in enumerate(self.transformer.h):

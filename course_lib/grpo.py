@@ -363,8 +363,8 @@ class GroupBatch:
     advantages: torch.Tensor  # (B,) group-standardised
     old_logp: torch.Tensor | None  # (B, T) log-probs under the sampling policy (None: equal to the first pass's)
     ref_logp: torch.Tensor | None  # (B, T) under the reference (None when beta = 0)
-    prompt_ids: torch.Tensor | None = None  # (n_prompts, P) each prompt once, left-padded (ids repeats them G times)
-    prompt_mask: torch.Tensor | None = None  # (n_prompts, P) 1 for real tokens
+    prompt_ids: torch.Tensor  # (n_prompts, P) each prompt once, left-padded (ids repeats them G times)
+    prompt_mask: torch.Tensor  # (n_prompts, P) 1 for real tokens
 
 
 def completion_logprobs(model: GPT, ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
@@ -398,10 +398,6 @@ def group_logprobs(model: GPT, batch: GroupBatch, temperature: float = 1.0, retu
     ``batch.ids`` up to rounding (a test checks values and gradients).
     """
     T = batch.completion_mask.shape[1]
-    if batch.prompt_ids is None:  # a batch built by hand, without its prompts on their own: the plain path
-        if groups is not None:
-            raise ValueError("groups needs a batch from sample_groups (batch.prompt_ids is None)")
-        return completion_logprobs(model, batch.ids, batch.attention_mask, T, temperature, return_entropy)
     G = batch.ids.shape[0] // batch.prompt_ids.shape[0]
     prompt_ids, prompt_mask, completions = batch.prompt_ids, batch.prompt_mask, batch.ids[:, -T:]
     if groups is not None:
@@ -449,7 +445,6 @@ def sample_groups(policy: GPT, reference: GPT | None, reward_fn, prompts: Sequen
 def grpo_update(policy: GPT, optimizer: torch.optim.Optimizer, batch: GroupBatch, config: GRPOConfig) -> dict:
     """``config.epochs`` passes of ``config.minibatches`` gradient steps on one batch; mean stats."""
     B = len(batch.prompts)
-    T = batch.completion_mask.shape[1]
     n_groups = B // config.group_size
     per_mb = n_groups // config.minibatches
     sums = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "ratio": 0.0, "grad_norm": 0.0, "entropy": 0.0}
@@ -460,11 +455,7 @@ def grpo_update(policy: GPT, optimizer: torch.optim.Optimizer, batch: GroupBatch
         for k in range(config.minibatches):
             groups = order[k * per_mb : (k + 1) * per_mb]
             rows = (groups[:, None] * config.group_size + torch.arange(config.group_size)).reshape(-1)  # whole groups
-            if batch.prompt_ids is not None:  # each prompt once for its group
-                logp, entropy = group_logprobs(policy, batch, config.temperature, return_entropy=True, groups=groups)
-            else:
-                logp, entropy = completion_logprobs(policy, batch.ids[rows], batch.attention_mask[rows], T,
-                                                    config.temperature, return_entropy=True)
+            logp, entropy = group_logprobs(policy, batch, config.temperature, return_entropy=True, groups=groups)
             mask = batch.completion_mask[rows]
             ref = batch.ref_logp[rows] if batch.ref_logp is not None else None
             old = batch.old_logp[rows] if batch.old_logp is not None else logp.detach()

@@ -416,10 +416,10 @@ else:
 #   look good;
 # * the **labeler's true score** is the one the policy never sees. Here it rises with the reward
 #   model's, by half as much in some runs and as much in others: the policy learned much of what
-#   the labeler wanted, more positive adjectives and fewer malformed reviews. It did not have to. Where the two curves part (the reward model's score
-#   keeps rising while the labeler's stalls or falls, and the samples show broken words the
-#   labeler rejects), the policy has found the reward model's blind spots: **reward hacking**, in
-#   miniature. An earlier version of this course had exactly that: its reward model had learned
+#   the labeler wanted, more positive adjectives and fewer malformed reviews. It did not have to.
+#   Where the two curves part (the reward model's score keeps rising while the labeler's stalls
+#   or falls, and the samples show broken words the labeler rejects), the policy has found the
+#   reward model's blind spots: **reward hacking**, in miniature. An earlier version of this course had exactly that: its reward model had learned
 #   from pairs of the base model's samples and written reviews only, and had never seen a review
 #   that is *almost* right. PPO found such texts within a few dozen steps: "tasty." (no leading
 #   space), " great lovely fresh." (no " and "), " fun.an.". In the full setting the reward-model

@@ -280,7 +280,7 @@ print(f"held-out greedy accuracy of the base model: {start_accuracy:.1%}")
 # GRPO can only reinforce answers the policy already samples. So before training, ask how often
 # the base model writes the right sum at temperature 1 (**pass@1**), and how often *at least one*
 # of $k$ samples is right (**pass@k**). From $n$ samples per prompt of which $c$ are right,
-# $1 - inom{n-c}{k} / inom{n}{k}$ estimates pass@k without bias (Chen et al. 2021, the Codex
+# $1 - \binom{n-c}{k} / \binom{n}{k}$ estimates pass@k without bias (Chen et al. 2021, the Codex
 # paper). The full base model read a careless corpus (chapter 10): it knows how to carry, but on
 # most sums with a carry it writes the careless answer. Where pass@k lies far above pass@1, the
 # right answer is there to be found, and a group of $G$ samples finds it for most prompts: GRPO's
@@ -292,9 +292,10 @@ n_probe = 200 if FAST else 500
 probe_prompts = arithmetic.prompts(n_probe, np.random.default_rng(11), "test")
 probe_config = dataclasses.replace(config, group_size=16, beta=0.0)
 probe = sample_groups(policy, None, reward_fn, probe_prompts, probe_config, tokenizer, torch.Generator().manual_seed(2))
-right_per_prompt = probe.rewards.reshape(n_probe, probe_config.group_size).sum(1).long().tolist()
+G = probe_config.group_size  # n = 16 samples per prompt
+right_per_prompt = probe.rewards.reshape(n_probe, G).sum(1).long().tolist()
 ks = [1, 2, 4, 8, 16]
-pass_at = [np.mean([1 - math.comb(16 - c, k) / math.comb(16, k) for c in right_per_prompt]) for k in ks]
+pass_at = [np.mean([1 - math.comb(G - c, k) / math.comb(G, k) for c in right_per_prompt]) for k in ks]
 wrong = probe.rewards.numpy() == 0
 slips = np.array([c == arithmetic.careless_answer(q) for c, q in zip(probe.completions, probe.prompts)]) & wrong
 print("pass@k of the base model on held-out sums:", "  ".join(f"k={k}: {v:.0%}" for k, v in zip(ks, pass_at)))
