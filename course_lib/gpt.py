@@ -23,6 +23,8 @@ What the RL chapters use:
   reward models;
 * ``skip_padding=True`` (``hidden_states``, ``forward``, ``values``,
   ``sequence_logprobs``): the same numbers without computing the padding;
+* ``keep_last=K`` (``hidden_states``, ``forward``, ``values``): the last K
+  positions only, with the last block's queries and MLP run there alone;
 * ``GPT.shared_prompt_states`` and ``generate(..., num_samples=G)``: G
   continuations of each prompt with the prompt run once (GRPO's groups).
 """
@@ -161,6 +163,24 @@ def _attention_bias(key_bias: torch.Tensor, T: int) -> torch.Tensor:
     return key_bias.masked_fill(k_pos > q_pos, float("-inf")).masked_fill(k_pos == q_pos, 0.0)
 
 
+@dataclass
+class _Kept:
+    """Which outputs ``hidden_states(..., keep_last=K)`` computes in its last block.
+
+    K: the last K positions of each row. bias: the attention mask of their queries in the
+    padded layout when it has no padding (the fused causal kernel assumes as many queries
+    as keys). With ``skip_padding``: rows, the indices into the (N, C) real tokens of the
+    kept ones; packed_index, where those sit in the packed attention grid; grid_index,
+    where they go in the (B, K) output.
+    """
+
+    K: int
+    bias: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    packed_index: torch.Tensor | None = None
+    grid_index: torch.Tensor | None = None
+
+
 # ---------------------------------------------------------------- the blocks
 class Conv1D(nn.Module):
     """GPT-2's name for a linear layer that stores its weight as (in, out): y = x @ weight + bias.
@@ -195,13 +215,14 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Conv1D(config.n_embd, config.n_embd)
         self.dropout = config.dropout
 
-    def forward(self, x, attn_bias=None, cache: KVCache | None = None, layer: int = 0, real_index=None, shape=None):
-        if real_index is None:
+    def forward(self, x, attn_bias=None, cache: KVCache | None = None, layer: int = 0, packed_index=None, shape=None,
+                keep: "_Kept | None" = None):
+        if packed_index is None:
             B, T, C = x.shape
             qkv = self.c_attn(x)
-        else:  # x holds only the real tokens (N, C): lay their q, k, v out as (B, T) for attention, zeros at pads
+        else:  # x holds only the real tokens (N, C): pack each row's q, k, v to the left of a (B, L) grid, zeros after
             (B, T), C = shape, x.shape[-1]
-            qkv = x.new_zeros(B * T, 3 * C).index_copy(0, real_index, self.c_attn(x))
+            qkv = x.new_zeros(B * T, 3 * C).index_copy_(0, packed_index, self.c_attn(x))
         qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         if cache is None:
             q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
@@ -218,14 +239,18 @@ class CausalSelfAttention(nn.Module):
             kv[:, :, :, cache.length : cache.length + T] = qkv[1:]  # store this segment's keys and values
             k, v = kv[:, :, :, : cache.length + T].unbind(0)  # (B, nh, L, hs) each: every key so far
             q = qkv[0]  # (B, nh, T, hs)
+        if keep is not None and packed_index is None:  # every key, but queries at the last K positions only
+            q = q[:, :, -keep.K :]
+            attn_bias = keep.bias if attn_bias is None else attn_bias[:, :, -keep.K :]
+            T = keep.K
         dropout = self.dropout if self.training else 0.0
         if attn_bias is None:  # nothing hidden but the future: the fused causal kernel
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=T > 1)
         else:  # attn_bias (B, 1, T, L): 0 where a query may look, -inf elsewhere
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
-        if real_index is not None:
-            y = y.reshape(B * T, C).index_select(0, real_index)  # (N, C): back to the real tokens
+        if packed_index is not None:  # (N, C): back to the real tokens (the kept ones when keeping)
+            y = y.reshape(B * T, C).index_select(0, packed_index if keep is None else keep.packed_index)
         return _dropout(self.c_proj(y), self.dropout, self.training)
 
 
@@ -251,8 +276,11 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x, attn_bias=None, cache=None, layer=0, real_index=None, shape=None):
-        x = x + self.attn(self.ln_1(x), attn_bias, cache, layer, real_index, shape)
+    def forward(self, x, attn_bias=None, cache=None, layer=0, packed_index=None, shape=None, keep=None):
+        y = self.attn(self.ln_1(x), attn_bias, cache, layer, packed_index, shape, keep)
+        if keep is not None:  # the residual stream of the kept positions only
+            x = x[:, -keep.K :] if packed_index is None else x.index_select(0, keep.rows)
+        x = x + y
         return x + self.mlp(self.ln_2(x))
 
 
@@ -305,7 +333,7 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------ forward passes
     def hidden_states(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None,
-                      skip_padding: bool = False):
+                      skip_padding: bool = False, keep_last: int | None = None):
         """Final hidden states (B, T, C) after ``ln_f``.
 
         idx: (B, T) token ids. attention_mask: (B, T) with 1 for real tokens and
@@ -316,12 +344,21 @@ class GPT(nn.Module):
         call appends the new ones.
 
         skip_padding: run the per-token layers (LayerNorms, the q/k/v and output
-        projections, the MLP) on the real tokens only, and lay them out as (B, T)
-        just for the attention; padded positions come back as zeros. A pad never
-        reaches a real token, so the real positions get the same numbers; a batch
-        that is one third padding then costs about two thirds (the "unpadded" or
-        "padding-free" layout of FlashAttention's variable-length kernels and
-        Hugging Face's padding-free training). Without a cache only.
+        projections, the MLP) on the real tokens only; padded positions come back
+        as zeros. For the attention each row's real tokens are packed side by side
+        from the left, so plain causal attention is exact for them and the grid is
+        only as long as the longest row. A pad never reaches a real token, so the
+        real positions get the same numbers; a batch that is one third padding then
+        costs about two thirds (the "unpadded" or "padding-free" layout of
+        FlashAttention's variable-length kernels and Hugging Face's padding-free
+        training). Without a cache only.
+
+        keep_last: return only the last K positions, (B, K, C). Earlier positions
+        still feed the keys and values of every layer, but the last block runs its
+        queries, output projection and MLP (and ``ln_f``) on the K kept positions
+        only: nothing else reaches them. A policy needs the states that score its
+        completion, not those inside the prompt (Hugging Face's ``logits_to_keep``
+        skips only the output layer). Without a cache only.
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must have shape (B, T); got {tuple(idx.shape)}")
@@ -340,6 +377,12 @@ class GPT(nn.Module):
         skip = skip_padding and real is not None
         if skip and cache is not None:
             raise ValueError("skip_padding works without a cache only")
+        if keep_last is not None:
+            if cache is not None:
+                raise ValueError("keep_last works without a cache only")
+            if not 1 <= int(keep_last) <= T:
+                raise ValueError(f"keep_last must lie in [1, T] = [1, {T}]; got {keep_last}")
+            keep_last = int(keep_last)
 
         if position_ids is None:
             if cache is not None and T == 1 and real is None:
@@ -352,7 +395,9 @@ class GPT(nn.Module):
                 position_ids = (before + count - 1).clamp(min=0)  # (B, T)
 
         attn_bias = None
-        if padded and T == 1 and real is None:
+        if skip:
+            pass  # the packed rows below need no mask: the fused causal kernel alone is exact for them
+        elif padded and T == 1 and real is None:
             attn_bias = cache.key_bias[..., : past + 1]  # a real new token: the stored row is the whole mask
         elif padded or (past > 0 and T > 1):
             dtype = self.transformer.wte.weight.dtype  # SDPA wants the mask in the dtype of the scores
@@ -371,20 +416,42 @@ class GPT(nn.Module):
                 cache.n_real = cache.n_real + T  # a new tensor: position_ids may be the old one
             cache.padded = padded
 
-        real_index = None
+        packed_index, grid = None, (B, T)
         if skip:  # from here on x holds the real tokens only, (N, C)
             real_index = real.flatten().nonzero().squeeze(1)  # (N,): the real tokens of the (B, T) grid, row by row
+            # The attention sees each row's real tokens side by side from column 0 of a (B, L) grid, L the
+            # longest row's count, pads after them: a query's causal past is then exactly its row's earlier
+            # real tokens, so the fused causal kernel needs no mask (FlashAttention's variable-length layout,
+            # padded to the longest row).
+            rank = real.long().cumsum(dim=1) - 1  # (B, T): each real token's place among its row's real tokens
+            L = max(1, int(rank[:, -1].max()) + 1)
+            packed_index = (torch.arange(B, device=idx.device)[:, None] * L + rank).flatten().index_select(0, real_index)
+            grid = (B, L)
             idx = idx.flatten().index_select(0, real_index)
             position_ids = position_ids.expand(B, T).flatten().index_select(0, real_index)
+        kept = None
+        if keep_last is not None:
+            K = keep_last
+            kept = _Kept(K)
+            if skip:  # all queries in the packed grid (the kept ones are not a common suffix there), then the kept
+                column = real_index % T
+                kept.rows = (column >= T - K).nonzero().squeeze(1)  # (N_kept,): into the real tokens
+                kept.packed_index = packed_index.index_select(0, kept.rows)
+                chosen = real_index.index_select(0, kept.rows)
+                kept.grid_index = chosen // T * K + chosen % T - (T - K)  # (N_kept,): into the (B, K) output
+            elif attn_bias is None:  # causal, with the K queries at the end of the T keys
+                kept.bias = _attention_bias(torch.zeros(1, 1, 1, T, device=idx.device, dtype=self.transformer.wte.weight.dtype), K)
         x = self.transformer.wte(idx) + self.transformer.wpe(position_ids)  # (B, T, C), or (N, C)
         x = _dropout(x, self.config.dropout, self.training)
+        last = len(self.transformer.h) - 1
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, attn_bias, cache, layer, real_index, (B, T))
+            x = block(x, attn_bias, cache, layer, packed_index, grid, kept if layer == last else None)
         if cache is not None:
             cache.length = past + T
         x = self.transformer.ln_f(x)
-        if skip:  # back to (B, T, C), zeros at the pads
-            x = x.new_zeros(B * T, x.shape[-1]).index_copy(0, real_index, x).view(B, T, -1)
+        if skip:  # back to (B, T, C) or (B, K, C), zeros at the pads
+            rows, index = (T, real_index) if kept is None else (kept.K, kept.grid_index)
+            x = x.new_zeros(B * rows, x.shape[-1]).index_copy(0, index, x).view(B, rows, -1)
         return x
 
     def shared_prompt_states(self, prompt_ids, prompt_mask, continuations, group_size: int):
@@ -438,15 +505,17 @@ class GPT(nn.Module):
             x = block(x, bias, prompts, layer)
         return last, self.transformer.ln_f(x)
 
-    def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None, skip_padding: bool = False):
-        """Next-token logits (B, T, V); arguments as in ``hidden_states``."""
-        return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, cache, skip_padding))
+    def forward(self, idx, attention_mask=None, position_ids=None, cache: KVCache | None = None, skip_padding: bool = False,
+                keep_last: int | None = None):
+        """Next-token logits (B, T, V), or (B, K, V) with ``keep_last=K``; arguments as in ``hidden_states``."""
+        return self.lm_head(self.hidden_states(idx, attention_mask, position_ids, cache, skip_padding, keep_last))
 
-    def values(self, idx, attention_mask=None, position_ids=None, skip_padding: bool = False):
-        """The value head's scalar at every position, (B, T). Needs ``value_head=True``."""
+    def values(self, idx, attention_mask=None, position_ids=None, skip_padding: bool = False, keep_last: int | None = None):
+        """The value head's scalar at every position, (B, T), or (B, K) with ``keep_last=K``. Needs ``value_head=True``."""
         if self.value_head is None:
             raise ValueError("this model has no value head; build it with GPT(config, value_head=True) or with_value_head(model)")
-        return self.value_head(self.hidden_states(idx, attention_mask, position_ids, skip_padding=skip_padding)).squeeze(-1)
+        h = self.hidden_states(idx, attention_mask, position_ids, skip_padding=skip_padding, keep_last=keep_last)
+        return self.value_head(h).squeeze(-1)
 
     def logits_and_values(self, idx, attention_mask=None, position_ids=None):
         """Logits (B, T, V) and values (B, T) from one pass through the shared trunk."""

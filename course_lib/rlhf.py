@@ -254,7 +254,7 @@ class RLHFConfig:
     entropy_coef: float = 0.0  # weight of the entropy bonus in the policy loss
     lr: float = 1e-4  # Adam learning rate of the policy (3e-4 made the full model unstable: reward collapses)
     critic_lr: float = 1e-3  # Adam learning rate of the critic
-    max_grad_norm: float = 1.0  # clip each model's gradient to this global norm
+    max_grad_norm: float = 1.0  # clip each model's gradient to this global norm (math.inf: no clipping)
     whiten_advantages: bool = True  # standardise the rollout's advantages over its real tokens
     torch_threads: int | None = None  # torch threads during the run (None: leave as is)
     seed: int = 0  # seeds sampling and minibatch order
@@ -267,6 +267,8 @@ class RLHFConfig:
             raise ValueError(f"minibatches ({self.minibatches}) must divide batch_size ({self.batch_size})")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"gamma and lam must lie in [0, 1]; got {self.gamma} and {self.lam}")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 (math.inf for no clipping); got {self.max_grad_norm}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0 (PPO needs the log-probs of a proper distribution); got {self.temperature}")
 
@@ -355,13 +357,16 @@ def completion_logprobs_and_entropy(model: GPT, ids: torch.Tensor, attention_mas
     entries are not zeroed here: every user masks them.
     """
     # skip_padding: the padding of the prompts and of the finished completions costs nothing.
-    logits = model(ids, attention_mask=attention_mask, skip_padding=True)[:, prompt_length - 1 : -1] / temperature  # (B, T, V)
+    # keep_last: the last block runs only where the completion is scored (columns P - 1 on).
+    T = ids.shape[1] - prompt_length
+    logits = model(ids, attention_mask=attention_mask, skip_padding=True, keep_last=T + 1)[:, :-1] / temperature  # (B, T, V)
     return token_logprobs(logits, ids[:, prompt_length:]), entropy_from_logits(logits)
 
 
 def completion_values(critic: GPT, ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int) -> torch.Tensor:
     """V(s_t) for the state before each completion token, (B, T): the value head at position P - 1 + t."""
-    return critic.values(ids, attention_mask=attention_mask, skip_padding=True)[:, prompt_length - 1 : -1]
+    T = ids.shape[1] - prompt_length
+    return critic.values(ids, attention_mask=attention_mask, skip_padding=True, keep_last=T + 1)[:, :-1]
 
 
 def token_advantages(rewards: torch.Tensor, values: torch.Tensor, completion_mask: torch.Tensor,
@@ -391,6 +396,7 @@ def ppo_update(policy: GPT, critic: GPT, rollout: Rollout, state: RLHFState, con
     """
     P, mask = rollout.prompt_length, rollout.completion_mask
     stats = {"policy_loss": [], "value_loss": [], "clip_fraction": [], "approx_kl": []}
+    clip_gradients = math.isfinite(config.max_grad_norm)  # an infinite norm clips nothing: skip the norms
     policy.train()
     critic.train()
     for _epoch in range(config.epochs):
@@ -402,14 +408,16 @@ def ppo_update(policy: GPT, critic: GPT, rollout: Rollout, state: RLHFState, con
             loss = policy_loss - config.entropy_coef * masked_mean(entropy, m)
             state.policy_optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            if clip_gradients:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             state.policy_optimizer.step()
             # 5. update the critic
             values = completion_values(critic, ids, att, P)
             value_loss = clipped_value_loss(values, rollout.old_values[idx], rollout.returns[idx], m, config.value_clip)
             state.critic_optimizer.zero_grad(set_to_none=True)
             value_loss.backward()
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), config.max_grad_norm)
+            if clip_gradients:
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), config.max_grad_norm)
             state.critic_optimizer.step()
 
             stats["policy_loss"].append(policy_loss.item())

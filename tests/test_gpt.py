@@ -228,8 +228,10 @@ def test_forward_rejects_bad_input():
         GPTConfig(vocab_size=0)
 
 
-def test_skip_padding_gives_the_padded_numbers_forward_and_backward():
-    # Left padding (prompts), right padding (finished completions), both, and none in one batch.
+@pytest.mark.parametrize("full_row", [True, False])
+def test_skip_padding_gives_the_padded_numbers_forward_and_backward(full_row):
+    # Left padding (prompts), right padding (finished completions), both, and none in one batch;
+    # without the full row the packed attention grid is shorter than the batch (7 of 9 columns).
     model = tiny_model(24, value_head=True).train()
     ids = torch.randint(3, 23, (4, 9))
     mask = torch.ones(4, 9, dtype=torch.long)
@@ -237,6 +239,8 @@ def test_skip_padding_gives_the_padded_numbers_forward_and_backward():
     mask[1, 6:] = 0
     mask[2, :1] = 0
     mask[2, 7:] = 0
+    if not full_row:
+        mask[3, :2] = 0
     probe = torch.randn(4, 9, 16) * mask[..., None]  # a loss on the real positions only
 
     def run(skip):
@@ -260,6 +264,54 @@ def test_skip_padding_gives_the_padded_numbers_forward_and_backward():
                                atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="cache"):
         model.hidden_states(ids, mask, cache=KVCache(TINY, 4, 9), skip_padding=True)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("padded", [False, True])
+def test_keep_last_gives_the_last_positions_of_the_full_pass_forward_and_backward(skip, padded):
+    model = tiny_model(24, value_head=True).train()
+    ids = torch.randint(3, 23, (4, 9))
+    mask = torch.ones(4, 9, dtype=torch.long)
+    if padded:  # left padding, right padding reaching into the kept columns, a row with no kept real token
+        mask[0, :3] = 0
+        mask[1, 6:] = 0
+        mask[2, :1] = 0
+        mask[2, 7:] = 0
+        mask[3, 4:] = 0
+    K = 4
+    probe = torch.randn(4, K, 16) * mask[:, -K:, None]  # a loss on the real kept positions
+
+    def run(keep):
+        model.zero_grad()
+        h = model.hidden_states(ids, mask, skip_padding=skip, keep_last=keep)
+        values = model.values(ids, mask, skip_padding=skip, keep_last=keep)
+        logits = model(ids, mask, skip_padding=skip, keep_last=keep)
+        if keep is None:
+            h, values, logits = h[:, -K:], values[:, -K:], logits[:, -K:]
+        ((h * probe).sum() + (values * mask[:, -K:]).sum() + (logits[..., 5] * mask[:, -K:]).sum()).backward()
+        return h, values, logits, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    *kept, grads = run(K)
+    *full, grads_ref = run(None)
+    real = mask[:, -K:].bool()
+    for mine, reference in zip(kept, full):
+        assert mine.shape[:2] == (4, K)
+        torch.testing.assert_close(mine[real], reference[real], atol=1e-5, rtol=1e-5)
+    if skip:
+        assert (kept[0][~real] == 0).all()  # a kept pad is not computed either
+    assert len(grads) == len(grads_ref)
+    for mine, reference in zip(grads, grads_ref):
+        torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_keep_last_refuses_bad_values():
+    model = tiny_model(24)
+    ids = torch.randint(3, 23, (2, 5))
+    for bad in (0, 6, -1):
+        with pytest.raises(ValueError, match="keep_last"):
+            model.hidden_states(ids, keep_last=bad)
+    with pytest.raises(ValueError, match="cache"):
+        model.hidden_states(ids, cache=KVCache(TINY, 2, 9), keep_last=2)
 
 
 def test_shared_prompt_states_equal_the_repeated_rows_forward_and_backward():
