@@ -509,7 +509,10 @@ class RewardConfig:
     written_fraction: float = 0.5  # share of pairs whose second completion the labeler wrote (see written_reviews)
     steps: int = 1000  # optimiser steps (about one pass over the pairs; more overfits the training nouns)
     batch_size: int = 32  # pairs per step (so 2 * batch_size sequences per forward pass)
-    lr: float = 1e-3  # peak learning rate of AdamW (linear warm-up, then cosine decay)
+    # peak learning rate of AdamW (linear warm-up, then cosine decay). 1e-3 fits the training nouns as well
+    # but generalises worse: held-out agreement with the true preference 90.1% / 82.1% (seeds 0 / 1) against
+    # 91.5% / 87.6% at 5e-4; AdamW's weight decay 0.1 at 1e-3 gave 85.2% (seed 0).
+    lr: float = 5e-4
     warmup_steps: int = 20  # linear warm-up from 0 to lr
     min_lr_ratio: float = 0.1  # the cosine decay ends at lr * min_lr_ratio
     weight_decay: float = 0.0  # AdamW's decoupled weight decay on matrices
@@ -531,7 +534,7 @@ def reward_config(fast: bool | None = None) -> RewardConfig:
     """The course's reward model: the full budget, or a small one in fast mode (``COURSE_FAST=1``)."""
     fast = FAST if fast is None else fast
     if fast:
-        return RewardConfig(n_pairs=2000, n_test_pairs=400, steps=300, eval_every=50)
+        return RewardConfig(n_pairs=2000, n_test_pairs=400, steps=300, eval_every=50, lr=1e-3)  # 300 steps: a larger step
     return RewardConfig()
 
 

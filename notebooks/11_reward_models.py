@@ -494,19 +494,21 @@ fig.update_layout(height=380)
 fig.show()
 
 assert smooth[-1] < math.log(2) - 0.1  # it learned something
-assert history["eval_true"][-1] >= (0.7 if FAST else 0.88)  # the course aims at 0.9; see below
+assert history["eval_true"][-1] >= (0.7 if FAST else 0.9)  # the course aims at 0.9; see below
 assert history["eval_labels"][-1] <= ceiling + 0.03  # no model beats the noise
 
 # %% [markdown]
 # The accuracy against the labels sits below the one against the true preference: the noise
 # flips some labels, and a good model *should* disagree with those. The course aims at 90%
-# against the true preference: the full setting gets there (90% on the machine this was written
-# on; the last digit moves with the CPU and the thread count), fast mode reaches about 80%. Its
-# errors are split between malformed texts it does not catch (a misspelt adjective reads almost
-# like the real one) and close calls between well-formed reviews on nouns it never trained on:
-# on fresh pairs of the *training* nouns it does better, about 92%. More steps raise that
-# number and lower the held-out one: the model starts to learn the nouns rather than the
-# reviews. The next plot shows where the rest is lost.
+# against the true preference: the full setting gets there (91.5% on the machine this was
+# written on; the last digit moves with the CPU and the thread count), fast mode reaches about
+# 80%. Its errors are split between malformed texts it does not catch (a misspelt adjective reads
+# almost like the real one) and close calls between well-formed reviews on nouns it never trained
+# on: on fresh pairs of the *training* nouns it does better, about 92%. More steps, or larger
+# ones, raise that number and lower the held-out one: the model starts to learn the nouns rather
+# than the reviews. (With twice the learning rate the held-out figure was 90.1%; and another seed,
+# which draws other pairs, gave 87.6%: one run's figure is good to a couple of points.) The next
+# plot shows where the rest is lost.
 #
 # Now the question chapter 12 cares about: does the score go up with the labeler's hidden score,
 # all the way to the top? Score the completions of the held-out pairs and the written reviews
