@@ -451,7 +451,7 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if skip:  # back to (B, T, C) or (B, K, C), zeros at the pads
             rows, index = (T, real_index) if kept is None else (kept.K, kept.grid_index)
-            x = x.new_zeros(B * rows, x.shape[-1]).index_copy(0, index, x).view(B, rows, -1)
+            x = x.new_zeros(B * rows, x.shape[-1]).index_copy_(0, index, x).view(B, rows, -1)
         return x
 
     def shared_prompt_states(self, prompt_ids, prompt_mask, continuations, group_size: int):

@@ -385,6 +385,11 @@ def completion_logprobs(model: GPT, ids: torch.Tensor, attention_mask: torch.Ten
     return logp
 
 
+def _group_rows(groups: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The batch rows of whole groups: group g holds rows g * G ... g * G + G - 1 (groups are contiguous)."""
+    return (groups[:, None] * group_size + torch.arange(group_size)).reshape(-1)
+
+
 def group_logprobs(model: GPT, batch: GroupBatch, temperature: float = 1.0, return_entropy: bool = False,
                    groups: torch.Tensor | None = None):
     """``completion_logprobs`` of a batch of groups, (B, T), with each prompt run once, not G times.
@@ -401,7 +406,7 @@ def group_logprobs(model: GPT, batch: GroupBatch, temperature: float = 1.0, retu
     G = batch.ids.shape[0] // batch.prompt_ids.shape[0]
     prompt_ids, prompt_mask, completions = batch.prompt_ids, batch.prompt_mask, batch.ids[:, -T:]
     if groups is not None:
-        rows = (groups[:, None] * G + torch.arange(G)).reshape(-1)  # the G rows of each chosen group
+        rows = _group_rows(groups, G)
         prompt_ids, prompt_mask, completions = prompt_ids[groups], prompt_mask[groups], completions[rows]
     last, states = model.shared_prompt_states(prompt_ids, prompt_mask, completions[:, :-1], G)
     # The prompt's last token scores each completion's first token; token t - 1 scores token t.
@@ -454,7 +459,7 @@ def grpo_update(policy: GPT, optimizer: torch.optim.Optimizer, batch: GroupBatch
         order = torch.randperm(n_groups) if config.minibatches > 1 else torch.arange(n_groups)
         for k in range(config.minibatches):
             groups = order[k * per_mb : (k + 1) * per_mb]
-            rows = (groups[:, None] * config.group_size + torch.arange(config.group_size)).reshape(-1)  # whole groups
+            rows = _group_rows(groups, config.group_size)
             logp, entropy = group_logprobs(policy, batch, config.temperature, return_entropy=True, groups=groups)
             mask = batch.completion_mask[rows]
             ref = batch.ref_logp[rows] if batch.ref_logp is not None else None
