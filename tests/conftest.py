@@ -1,8 +1,16 @@
 from pathlib import Path
 
 import pytest
+from kernel_start import start_retrying
 
 ROOT = Path(__file__).resolve().parents[1]
+
+try:  # nbval starts one kernel per notebook and has no retry of its own
+    import nbval.kernel
+
+    nbval.kernel.start_new_kernel = start_retrying(nbval.kernel.start_new_kernel)
+except ImportError:
+    pass
 
 
 @pytest.fixture

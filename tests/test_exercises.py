@@ -6,10 +6,12 @@ stubs in place, and every nbgrader grade cell must end in an error there;
 the solution notebook, executed the same way, must run without any error.
 """
 
+import copy
 from pathlib import Path
 
 import nbclient
 import pytest
+from kernel_start import start_retrying
 
 from course_lib.build import make_exercise, read_source
 
@@ -17,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("ex[0-9]*.py"))
 
 
+@start_retrying
 def _execute(nb, cwd: Path):
+    nb = copy.deepcopy(nb)  # a retry starts from the notebook as it was given
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", allow_errors=True,
         resources={"metadata": {"path": str(cwd)}},

@@ -29,7 +29,7 @@ KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR", "COURS
 
 
 def _connection(argv: list[str], private_dir: str | None) -> list[int]:
-    """The kernel's ports; the connection file is copied into ``private_dir`` (argv updated) so it stays readable."""
+    """The kernel's TCP ports; the connection file is copied into ``private_dir`` (argv updated) so it stays readable."""
     if "-f" not in argv:
         return []
     i = argv.index("-f") + 1
@@ -41,7 +41,10 @@ def _connection(argv: list[str], private_dir: str | None) -> list[int]:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         argv[i] = copy
-    return [int(v) for k, v in json.loads(text).items() if k.endswith("_port")]
+    info = json.loads(text)
+    if info.get("transport", "tcp") != "tcp":
+        return []  # Unix sockets: the "ports" only number the socket files
+    return [int(v) for k, v in info.items() if k.endswith("_port")]
 
 
 def _watch_parent(parent: int) -> None:

@@ -1,7 +1,12 @@
 """nbgrader preprocessors that keep grading going when a submission misbehaves.
 
-nbgrader's autograde runs every cell of a submission in one kernel. Three things
+nbgrader's autograde runs every cell of a submission in one kernel. Four things
 stop it from grading the rest of a notebook, and these subclasses handle them:
+
+* The kernel dies before it answers its first request, so before any of the
+  submission ran (most often a port it was given was taken by another process in
+  the meantime). :class:`RobustExecute` starts another, up to ``start_attempts``
+  kernels in all.
 
 * The kernel dies (``os._exit``, a segfault, the CPU limit). nbgrader gives up
   on the whole submission. :class:`RobustExecute` records an error in the cell
@@ -81,6 +86,7 @@ class RobustExecute(Execute):
     output_chars = Integer(1_000_000, help="characters of output kept per cell").tag(config=True)
     max_restarts = Integer(3, help="kernel deaths survived before the rest of the notebook is marked not run").tag(config=True)
     responsive_timeout = Integer(10, help="seconds an interrupted kernel has to answer before it counts as dead").tag(config=True)
+    start_attempts = Integer(3, help="tries to start a kernel that dies before answering, before the rest is marked not run").tag(config=True)
 
     # ------------------------------------------------------------ output cap
     def output(self, outs, msg, display_id, cell_index):
@@ -157,12 +163,13 @@ class RobustExecute(Execute):
                 c.outputs = [NotebookNode(output_type="stream", name="stdout",
                                           text="[not run when grading: no graded cell follows]\n")]
         clean: list[int] = []  # cells that ran without error so far: replayed after a restart
-        pos, restarts, give_up = 0, 0, None
+        pos, restarts, failed_starts, give_up = 0, 0, 0, None
         while pos < len(code) and give_up is None:
-            culprit, reason, replaying = None, None, True
+            culprit, reason, replaying, started = None, None, True, False
             try:
                 with self.setup_kernel(), self._remember_exit_code():
                     info = self.wait_for_reply(self.kc.kernel_info())
+                    started = True
                     self.nb.metadata["language_info"] = info["content"]["language_info"]
                     for i in clean:  # bring the student's definitions back; the recorded outputs stay
                         original = self.nb.cells[i]
@@ -186,16 +193,26 @@ class RobustExecute(Execute):
                         elif outcome == "timeout" and (deaf or not self._responsive(self.responsive_timeout)):
                             reason = "the kernel ignored the interrupt after a timeout, so it was restarted"
                             break
-            except DeadKernelError:
-                exit_how = _describe_exit(self._last_exit)
-                if replaying:
-                    give_up = f"the kernel died ({exit_how}) while replaying earlier cells after a restart"
-                else:
-                    culprit = code[pos]
-                    reason = f"the kernel died while running this cell ({exit_how})"
-                    pos += 1
-            except Exception as exc:  # the kernel would not start, or could not be cleaned up
-                give_up = f"the kernel failed: {type(exc).__name__}: {exc}"
+            except Exception as exc:
+                if not started:
+                    if failed_starts + 1 < self.start_attempts:
+                        # Nothing of the submission ran in this kernel yet, so its death is the
+                        # machine's doing, not the student's: most often another process took one
+                        # of the ports jupyter_client picked for it (jupyter/jupyter_client#154).
+                        failed_starts += 1
+                        _note(self.notes_path, kind="start_failed", reason=f"{type(exc).__name__}: {exc}")
+                        continue
+                    give_up = f"the kernel would not start ({self.start_attempts} tries): {type(exc).__name__}: {exc}"
+                elif isinstance(exc, DeadKernelError):
+                    exit_how = _describe_exit(self._last_exit)
+                    if replaying:
+                        give_up = f"the kernel died ({exit_how}) while replaying earlier cells after a restart"
+                    else:
+                        culprit = code[pos]
+                        reason = f"the kernel died while running this cell ({exit_how})"
+                        pos += 1
+                else:  # the kernel could not be cleaned up
+                    give_up = f"the kernel failed: {type(exc).__name__}: {exc}"
             if reason is None and give_up is None:
                 break  # every cell ran
             if culprit is not None:

@@ -155,7 +155,7 @@ def _kernel_spec(sandbox: Path, limits: Limits, read_paths: list[str], write_pat
     return spec_dir
 
 
-def _config(limits: Limits, notes_path: Path):
+def _config(limits: Limits, notes_path: Path, sockets: Path | None = None):
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds,
                                         IgnorePattern, LimitOutput, OverwriteKernelspec, SaveAutoGrades)
@@ -177,6 +177,13 @@ def _config(limits: Limits, notes_path: Path):
     c.RobustExecute.output_chars = limits.output_chars
     c.RobustExecute.max_restarts = limits.max_restarts
     c.RobustExecute.kernel_name = KERNEL_NAME
+    if sockets is not None:
+        # Unix sockets in the sandbox instead of TCP ports: jupyter_client picks free ports
+        # and releases them before the kernel binds them, and when many kernels start at once
+        # another process can take one in between, which kills the kernel at start-up
+        # (jupyter/jupyter_client#154). A socket file in a folder of our own cannot be taken.
+        c.KernelManager.transport = "ipc"
+        c.KernelManager.ip = str(sockets)
     c.RobustExecute.shutdown_kernel = "immediate"  # the notebook is done: no need to wait for a clean exit
     c.RobustExecute.error_on_timeout = {
         "ename": "CellTimeoutError",
@@ -338,7 +345,10 @@ def _autograde(job, limits: Limits, sandbox: Path, work: Path, a: str, student: 
     else:
         os.environ.pop("COURSE_FAST", None)
     notes_path = sandbox / "notes.jsonl"
-    api = course_api(work, _config(limits, notes_path))
+    # The kernel binds its sockets at SOCKETS-1 to SOCKETS-5, in a folder it may write to;
+    # a Unix socket's path has at most 107 bytes, so a deep temporary folder keeps TCP.
+    sockets = tmp / "kernel"
+    api = course_api(work, _config(limits, notes_path, sockets if len(os.fsencode(sockets)) <= 100 else None))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = api.autograde(a, student, force=True, create=True)
