@@ -743,7 +743,8 @@ def generate(
     pad_id: int = 0,
     use_cache: bool = True,
     num_samples: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_logprobs: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Sample completions for a batch of prompts: the policy acting for ``max_new_tokens`` steps.
 
     prompt_ids: a list of token-id sequences of any lengths (they are left-padded
@@ -764,7 +765,20 @@ def generate(
     the result belong to prompt b, and they are the same draws as for the prompts
     repeated G times in a row (GRPO's groups). The prompts are run once and their keys
     and values copied to the G rows (``KVCache.repeat_rows``).
+
+    ``return_logprobs``: also return ``logprobs`` and ``entropy`` (B, max_new_tokens):
+    log pi(token | state) of each drawn token and the entropy of pi(. | state), with pi
+    = softmax(logits / temperature), the distribution the token was drawn from; 0 after
+    a row's end. The sampler knows the probability of what it drew, so an RL rollout
+    records pi_old here instead of running the policy over the completions again
+    (chapter 9's rollouts record ``logp`` as they act, for the same reason). They match
+    ``sequence_logprobs`` of the finished sequences up to float rounding. Needs
+    ``temperature > 0`` and ``top_k = None``: a greedy or truncated sampler does not
+    draw from pi.
     """
+    if return_logprobs and (temperature <= 0 or top_k is not None):
+        raise ValueError("return_logprobs needs the sampler to draw from softmax(logits / temperature): "
+                         f"temperature > 0 and top_k None; got temperature={temperature}, top_k={top_k}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
     if not isinstance(num_samples, int) or num_samples < 1:
@@ -795,6 +809,9 @@ def generate(
     completion_mask = torch.zeros((B, max_new_tokens), dtype=torch.long, device=device)
     alive = torch.ones(B, dtype=torch.bool, device=device)
     dtype = next(model.parameters()).dtype
+    if return_logprobs:
+        logprobs = torch.zeros((B, max_new_tokens), dtype=dtype, device=device)
+        entropy = torch.zeros((B, max_new_tokens), dtype=dtype, device=device)
     if use_cache:  # prefill: the whole prompt once, keep only the last position's logits
         cache = KVCache(model.config, B // G, P + (max_new_tokens if G == 1 else 0), device=device, dtype=dtype)
         logits = model.lm_head(model.hidden_states(ids, mask, cache=cache)[:, -1])  # (B / G, V)
@@ -807,6 +824,10 @@ def generate(
             seq_mask = torch.cat([mask, torch.ones_like(completions[:, :t])], dim=1)
             logits = model.lm_head(model.hidden_states(seq, seq_mask)[:, -1])  # (B, V)
         token = sample_next_token(logits, temperature, top_k, generator)  # (B,)
+        if return_logprobs:
+            tempered = logits / temperature
+            logprobs[:, t] = token_logprobs(tempered, token)
+            entropy[:, t] = entropy_from_logits(tempered)
         completions[:, t] = torch.where(alive, token, pad_id)
         completion_mask[:, t] = alive.long()
         if eos_id is not None:
@@ -819,4 +840,7 @@ def generate(
             # keeps the step free of mask arithmetic.
             logits = model.lm_head(model.hidden_states(completions[:, t : t + 1], cache=cache)[:, -1])  # (B, V)
     model.train(was_training)
+    if return_logprobs:
+        m = completion_mask.to(dtype)  # a finished row's later draws were never taken
+        return completions, completion_mask, logprobs * m, entropy * m
     return completions, completion_mask

@@ -423,12 +423,13 @@ def preference_pairs(policy: GPT, task: ReviewTask, n: int, seed: int, split: st
 
 # ---------------------------------------------------------------- scoring texts
 def encode_texts(prompts: Sequence[str], completions: Sequence[str], tokenizer: CharTokenizer,
-                 device=None, max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 device=None, max_len: int | None = None, pad_left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """<bos> prompt completion <eos> for each pair, right-padded: ids (B, T), mask (B, T).
 
     The <eos> tells the reward model that the text is finished, so it scores a
     whole completion, not a prefix of one. With ``max_len`` (the model's
-    block size) completions are cut so that every row fits.
+    block size) completions are cut so that every row fits. ``pad_left``: pad on
+    the left instead, so that every row's last token is in the last column.
     """
     if len(prompts) != len(completions):
         raise ValueError(f"prompts and completions must have the same length; got {len(prompts)} and {len(completions)}")
@@ -443,8 +444,9 @@ def encode_texts(prompts: Sequence[str], completions: Sequence[str], tokenizer: 
     ids = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), T), dtype=torch.long)
     for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r)
-        mask[b, : len(r)] = 1
+        cols = slice(T - len(r), T) if pad_left else slice(0, len(r))
+        ids[b, cols] = torch.tensor(r)
+        mask[b, cols] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -458,17 +460,23 @@ def score_texts(model: GPT, prompts: Sequence[str], completions: Sequence[str], 
                 batch_size: int = 512) -> torch.Tensor:
     """The reward model's scores of (prompt, completion) pairs, shape (B,), float32, no grad.
 
-    Completions too long for the model's block are cut to fit.
+    Completions too long for the model's block are cut to fit. The same numbers as
+    ``last_token_scores`` with less work: the texts are padded on the left, so every
+    row's score sits in the last column and the last block runs there alone
+    (``keep_last=1``), and the padding is skipped (``skip_padding``).
     """
     tokenizer = tokenizer or CharTokenizer()
+    if getattr(model, "value_head", None) is None:
+        raise ValueError("model must have a value head: GPT(config, value_head=True) or with_value_head(base)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for i in range(0, len(prompts), batch_size):
-        ids, mask = encode_texts(prompts[i : i + batch_size], completions[i : i + batch_size], tokenizer, device,
-                                 max_len=model.config.block_size)
-        out.append(last_token_scores(model, ids, mask).float())
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            ids, mask = encode_texts(prompts[i : i + batch_size], completions[i : i + batch_size], tokenizer, device,
+                                     max_len=model.config.block_size, pad_left=True)
+            out.append(model.values(ids, attention_mask=mask, skip_padding=True, keep_last=1)[:, -1].float())
     model.train(was_training)
     return torch.cat(out)
 

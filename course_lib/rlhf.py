@@ -287,8 +287,9 @@ def rlhf_config(fast: bool | None = None, **overrides) -> RLHFConfig:
 class Rollout:
     """A batch of prompts, the completions the policy sampled for them, and what PPO needs.
 
-    Filled in stage by stage: ``generate_rollout`` sets the first block, ``token_advantages``
-    the second.
+    Filled in stage by stage: ``generate_rollout`` sets the first block and ``old_logp`` and
+    ``entropy`` (the sampler records log pi_old of each token it draws), ``token_advantages``
+    the rest.
     """
 
     prompts: list  # B prompt strings
@@ -298,13 +299,13 @@ class Rollout:
     completion_mask: torch.Tensor  # (B, T): 1 for sampled tokens, <eos> included
     prompt_length: int  # P
     scores: torch.Tensor | None = None  # (B,): the reward model's score of each completion
-    old_logp: torch.Tensor | None = None  # (B, T): log pi_old(a_t|s_t), detached
+    old_logp: torch.Tensor | None = None  # (B, T): log pi_old(a_t|s_t) recorded while sampling, 0 on padding
     ref_logp: torch.Tensor | None = None  # (B, T): log pi_ref(a_t|s_t)
     old_values: torch.Tensor | None = None  # (B, T): V(s_t) from the critic before the update
     rewards: torch.Tensor | None = None  # (B, T): the KL-shaped per-token rewards
     advantages: torch.Tensor | None = None  # (B, T): GAE, whitened if configured; 0 on padding
     returns: torch.Tensor | None = None  # (B, T): A + V_old (before whitening), the critic's targets
-    entropy: torch.Tensor | None = None  # (B, T): entropy of pi_old at each state
+    entropy: torch.Tensor | None = None  # (B, T): entropy of pi_old at each state, 0 on padding
 
 
 @dataclass
@@ -332,12 +333,16 @@ def make_state(policy: GPT, critic: GPT, config: RLHFConfig, tokenizer: CharToke
 
 def generate_rollout(policy: GPT, prompts: list, config: RLHFConfig, generator: torch.Generator | None = None,
                      tokenizer: CharTokenizer | None = None) -> Rollout:
-    """Stage 1: sample one completion per prompt with the current policy (no gradient)."""
+    """Stage 1: sample one completion per prompt with the current policy (no gradient).
+
+    The rollout also holds log pi_old of each sampled token and the entropy of pi_old, from
+    the logits the sampler drew from: the policy is not run over the completions again.
+    """
     tokenizer = tokenizer or CharTokenizer()
     prompt_ids, prompt_mask = tokenizer.encode_batch(prompts)  # (B, P), left-padded
-    completions, completion_mask = generate(policy, prompt_ids, config.max_new_tokens, temperature=config.temperature,
-                                            eos_id=tokenizer.eos_id, generator=generator, attention_mask=prompt_mask,
-                                            pad_id=tokenizer.pad_id)  # (B, T) each
+    completions, completion_mask, logp, entropy = generate(
+        policy, prompt_ids, config.max_new_tokens, temperature=config.temperature, eos_id=tokenizer.eos_id,
+        generator=generator, attention_mask=prompt_mask, pad_id=tokenizer.pad_id, return_logprobs=True)  # (B, T) each
     return Rollout(
         prompts=list(prompts),
         completions=tokenizer.decode_batch(completions, completion_mask),
@@ -345,6 +350,8 @@ def generate_rollout(policy: GPT, prompts: list, config: RLHFConfig, generator: 
         attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
         completion_mask=completion_mask,
         prompt_length=prompt_ids.shape[1],
+        old_logp=logp.clone(),  # clone: a normal tensor, usable in the update's autograd graph
+        entropy=entropy.clone(),
     )
 
 
@@ -448,9 +455,8 @@ def ppo_step(policy: GPT, reference: GPT, critic: GPT, reward_fn: Callable, prom
     scores = reward_fn(rollout.prompts, rollout.completions)
     rollout.scores = torch.as_tensor(scores, dtype=torch.float32).detach().reshape(-1)
     # 3. per-token rewards and advantages, all from the models as they were before the update
+    #    (log pi_old came with the samples in stage 1)
     with torch.no_grad():
-        rollout.old_logp, rollout.entropy = completion_logprobs_and_entropy(policy, rollout.ids, rollout.attention_mask, P,
-                                                                             config.temperature)
         rollout.ref_logp, _ = completion_logprobs_and_entropy(reference, rollout.ids, rollout.attention_mask, P,
                                                               config.temperature)
         rollout.old_values = completion_values(critic, rollout.ids, rollout.attention_mask, P) * mask

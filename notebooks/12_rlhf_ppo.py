@@ -303,14 +303,14 @@ history = {}
 threads = torch.get_num_threads()
 wall0, cpu0 = time.perf_counter(), time.process_time()
 for step in tqdm(range(config.steps), desc="RLHF-PPO"):
-    # 1. generate: one completion per prompt from the current policy (pi_old from here on)
+    # 1. generate: one completion per prompt from the current policy (pi_old from here on); the
+    #    sampler records log pi_old of each token it draws, and the entropy of pi_old there
     rollout = generate_rollout(policy, reviews.prompts(config.batch_size, prompt_rng), config, generator, tokenizer)
     m, P = rollout.completion_mask, rollout.prompt_length
     # 2. score: the frozen reward model rates each finished completion
     rollout.scores = score_with_reward_model(rollout.prompts, rollout.completions)
     # 3. per-token rewards and advantages, from the models as they were when sampling
     with torch.no_grad():
-        rollout.old_logp, rollout.entropy = completion_logprobs_and_entropy(policy, rollout.ids, rollout.attention_mask, P)
         rollout.ref_logp, _ = completion_logprobs_and_entropy(reference, rollout.ids, rollout.attention_mask, P)
         rollout.old_values = completion_values(critic, rollout.ids, rollout.attention_mask, P) * m
         rollout.rewards = kl_penalty_rewards(rollout.old_logp, rollout.ref_logp, rollout.scores, m, kl_controller.value)

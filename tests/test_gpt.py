@@ -442,6 +442,37 @@ def test_generate_num_samples_draws_like_repeated_prompts(use_cache):
         generate(model, ids, 3, attention_mask=mask, num_samples=0)
 
 
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no_cache"])
+@pytest.mark.parametrize("temperature", [1.5, 0.8])
+def test_generate_returns_the_logprob_and_entropy_of_each_draw(use_cache, temperature):
+    model = tiny_model(23, scale=0.6)
+    prompts = [[1, 7, 8], [1, 3], [1, 9, 9, 9], [1]] * 6
+    kwargs = dict(temperature=temperature, eos_id=4, use_cache=use_cache)
+    comp, mask, logp, ent = generate(model, prompts, 9, generator=torch.Generator().manual_seed(1), return_logprobs=True,
+                                     **kwargs)
+    same, same_mask = generate(model, prompts, 9, generator=torch.Generator().manual_seed(1), **kwargs)
+    assert torch.equal(comp, same) and torch.equal(mask, same_mask)  # asking for log-probs changes no draw
+    assert 0 < int(mask.sum()) < mask.numel()  # some rows stop early
+    for b, prompt in enumerate(prompts):
+        for t in range(9):
+            if not mask[b, t]:
+                assert logp[b, t] == 0 and ent[b, t] == 0
+                continue
+            # plain reference: the unpadded sequence so far, no cache, the last position's logits
+            seq = torch.tensor([prompt + comp[b, :t].tolist()])
+            with torch.no_grad():
+                p_ref = torch.softmax(model(seq)[0, -1].double() / temperature, dim=-1)
+            assert logp[b, t].item() == pytest.approx(math.log(p_ref[comp[b, t]]), abs=1e-5)
+            assert ent[b, t].item() == pytest.approx(-float((p_ref * p_ref.log()).sum()), abs=1e-5)
+
+
+def test_generate_refuses_logprobs_of_a_sampler_that_is_not_pi():
+    model = tiny_model(24)
+    for kwargs in (dict(temperature=0.0), dict(top_k=3)):
+        with pytest.raises(ValueError, match="return_logprobs"):
+            generate(model, [[1, 2]], 3, return_logprobs=True, **kwargs)
+
+
 def test_generate_accepts_a_padded_tensor_and_restores_training_mode():
     model = tiny_model(8)
     prompts = [[1, 2, 3, 4], [1, 6]]

@@ -303,6 +303,10 @@ def test_encode_texts_layout():
     assert cut.shape == (1, 20) and tok.decode(cut[0]) == "the bed was bad an" and int(cut[0, -1]) == tok.eos_id
     with pytest.raises(ValueError, match="max_len"):
         encode_texts(["the coffee was"], [" good."], tok, max_len=10)
+    left, left_mask = encode_texts(["the soup was", "the bed was"], [" great.", " bad and cold."], tok, pad_left=True)
+    assert left_mask[0].tolist() == [0] * 6 + [1] * 21 and left_mask[1].all()
+    for b in range(2):  # the same tokens, moved to the right end
+        assert left[b][left_mask[b].bool()].tolist() == ids[b][mask[b].bool()].tolist()
 
 
 def test_written_reviews_lean_positive_and_include_flaws():

@@ -381,6 +381,19 @@ def test_ppo_step_rollout_is_consistent():
     assert r.completions == TOK.decode_batch(r.ids[:, r.prompt_length:], m)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.8])
+def test_rollout_records_the_logprobs_and_entropy_of_the_policy_that_sampled(temperature):
+    policy = tiny_gpt(4, scale=0.4)
+    config = rlhf.RLHFConfig(batch_size=6, minibatches=2, max_new_tokens=6, temperature=temperature)
+    r = rlhf.generate_rollout(policy, ["a", "bb", "c+c=", "ab", "b", "ca"], config, torch.Generator().manual_seed(0))
+    m = r.completion_mask
+    with torch.no_grad():  # the policy run again over the finished sequences, without a cache
+        logp, entropy = rlhf.completion_logprobs_and_entropy(policy, r.ids, r.attention_mask, r.prompt_length, temperature)
+    torch.testing.assert_close(r.old_logp, logp * m, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(r.entropy, entropy * m, atol=1e-5, rtol=1e-5)
+    assert not r.old_logp.is_inference()  # usable as a constant in the update's graph
+
+
 def test_config_validation_and_fast_setting():
     with pytest.raises(ValueError, match="minibatches"):
         rlhf.RLHFConfig(batch_size=10, minibatches=4)
