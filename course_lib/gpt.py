@@ -131,6 +131,18 @@ class KVCache:
         new.length, new.padded = self.length, self.padded
         return new
 
+    def select_rows(self, rows: torch.Tensor) -> "KVCache":
+        """A new cache holding only ``rows`` (a 1-D index tensor) of this one, in that order, with the same room."""
+        n_layer, _, _, n_head, max_len, hs = self.kv.shape
+        new = KVCache.__new__(KVCache)
+        new.kv = torch.empty(n_layer, 2, len(rows), n_head, max_len, hs, device=self.kv.device, dtype=self.kv.dtype)
+        new.kv[..., : self.length, :] = self.kv[..., : self.length, :].index_select(2, rows)
+        new.layers = new.kv.unbind(0)
+        new.key_bias = self.key_bias.index_select(0, rows)
+        new.n_real = self.n_real.index_select(0, rows)
+        new.length, new.padded = self.length, self.padded
+        return new
+
 
 class SharedPrompts:
     """Keys and values of N prompts, each continued by ``group_size`` rows (``GPT.shared_prompt_states``).
@@ -730,6 +742,11 @@ def left_pad(sequences: Sequence, pad_id: int = 0, device=None) -> tuple[torch.T
     return ids.to(device), mask.to(device)
 
 
+# generate drops finished rows from its KV cache once at most this share of the rows in it
+# are still running (None: never; a test compares the two).
+COMPACT_AT: float | None = 0.75
+
+
 @torch.inference_mode()
 def generate(
     model: GPT,
@@ -759,7 +776,10 @@ def generate(
     With ``use_cache`` (the default) the prompt is run once and each step feeds
     only the newest token, reading the keys and values of the earlier ones
     from a ``KVCache``; without it every step re-runs the whole sequence.
-    Both give the same tokens.
+    Both give the same tokens. With the cache, rows that have finished leave the
+    batch once a quarter of it has (``KVCache.select_rows``), so the later steps
+    run on fewer rows; every row still draws with the random numbers it would
+    have drawn in the full batch, so the tokens do not depend on it.
 
     ``num_samples = G`` continues every prompt G times: rows b * G ... b * G + G - 1 of
     the result belong to prompt b, and they are the same draws as for the prompts
@@ -818,11 +838,16 @@ def generate(
         if G > 1:
             cache = cache.repeat_rows(G, P + max_new_tokens)
             logits = logits.repeat_interleave(G, dim=0)  # (B, V)
+    rows = None  # with the cache: the rows still in it, once finished rows have left (None: all B)
     for t in range(max_new_tokens):
         if not use_cache:
             seq = torch.cat([ids, completions[:, :t]], dim=1)
             seq_mask = torch.cat([mask, torch.ones_like(completions[:, :t])], dim=1)
             logits = model.lm_head(model.hidden_states(seq, seq_mask)[:, -1])  # (B, V)
+        elif rows is not None:
+            # Back to B rows before drawing: the sampler spends its random numbers row by row,
+            # so each row gets the ones it would have had with every row still in the batch.
+            logits = logits.new_zeros(B, logits.shape[-1]).index_copy_(0, rows, logits)
         token = sample_next_token(logits, temperature, top_k, generator)  # (B,)
         if return_logprobs:
             tempered = logits / temperature
@@ -835,10 +860,17 @@ def generate(
             if not bool(alive.any()):
                 break
         if use_cache and t + 1 < max_new_tokens:
-            # Finished rows keep going (their outputs are ignored), so the batch
-            # stays rectangular; the model sees every new token as real, which
-            # keeps the step free of mask arithmetic.
-            logits = model.lm_head(model.hidden_states(completions[:, t : t + 1], cache=cache)[:, -1])  # (B, V)
+            # Finished rows keep going until a quarter of the rows in the cache have
+            # finished (their outputs are ignored); then they leave it. Copying the cache
+            # costs about one step, so it is not done for every row that finishes.
+            # The model sees every new token as real, which keeps the step free of mask arithmetic.
+            in_cache = alive if rows is None else alive[rows]
+            if COMPACT_AT is not None and int(in_cache.sum()) <= COMPACT_AT * len(in_cache):
+                keep = in_cache.nonzero().squeeze(1)
+                cache = cache.select_rows(keep)
+                rows = keep if rows is None else rows[keep]
+            new_tokens = completions[:, t : t + 1] if rows is None else completions[rows, t : t + 1]
+            logits = model.lm_head(model.hidden_states(new_tokens, cache=cache)[:, -1])  # (rows, V)
     model.train(was_training)
     if return_logprobs:
         m = completion_mask.to(dtype)  # a finished row's later draws were never taken

@@ -466,6 +466,42 @@ def test_generate_returns_the_logprob_and_entropy_of_each_draw(use_cache, temper
             assert ent[b, t].item() == pytest.approx(-float((p_ref * p_ref.log()).sum()), abs=1e-5)
 
 
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_finished_rows_leave_the_cache_without_changing_any_draw(monkeypatch, num_samples):
+    import course_lib.gpt as gpt
+
+    model = tiny_model(25, scale=0.6)
+    ids, mask = left_pad([[1, 7, 8], [1, 3], [1, 9, 9, 9], [1], [1, 5]] * 4)
+    kwargs = dict(temperature=1.5, eos_id=4, attention_mask=mask, num_samples=num_samples, return_logprobs=True)
+    selected = []
+    real_select = gpt.KVCache.select_rows
+    monkeypatch.setattr(gpt.KVCache, "select_rows", lambda self, rows: selected.append(len(rows)) or real_select(self, rows))
+    got = generate(model, ids, 12, generator=torch.Generator().manual_seed(2), **kwargs)
+    assert len(selected) >= 2 and selected == sorted(selected, reverse=True)  # rows left the cache, twice or more
+    monkeypatch.setattr(gpt, "COMPACT_AT", None)
+    selected.clear()
+    want = generate(model, ids, 12, generator=torch.Generator().manual_seed(2), **kwargs)
+    assert selected == []
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    torch.testing.assert_close(got[2], want[2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[3], want[3], atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_select_rows_continues_like_a_cache_of_those_rows():
+    model = tiny_model(26)
+    ids, mask = left_pad([[1, 7, 8, 2], [1, 3], [5, 9, 9], [1]])
+    rows = torch.tensor([3, 1])
+    with torch.no_grad():
+        full = KVCache(TINY, 4, 8)
+        model.hidden_states(ids, mask, cache=full)
+        part = KVCache(TINY, 2, 8)
+        model.hidden_states(ids[rows], mask[rows], cache=part)
+        nxt = torch.tensor([[6], [11]])
+        got = model.hidden_states(nxt, cache=full.select_rows(rows))
+        want = model.hidden_states(nxt, cache=part)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_generate_refuses_logprobs_of_a_sampler_that_is_not_pi():
     model = tiny_model(24)
     for kwargs in (dict(temperature=0.0), dict(top_k=3)):
