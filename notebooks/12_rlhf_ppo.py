@@ -384,7 +384,8 @@ else:
     print(f"the reward model's score rose by {r1 - r0:+.2f} while the labeler's moved by {t1 - t0:+.2f}: "
           "the policy is exploiting the reward model's errors (reward hacking)")
 # The labeler's score, which the policy never sees, rises too, by an amount that varies from run
-# to run (fast mode, seeds 0-2: by 1.4 to 1.9; full setting, seeds 0-2: by 0.5 to 1.1).
+# to run (fast mode, seeds 0-2: by 1.4 to 1.9; full setting, seeds 0-2: by 1.2 to 1.3, while the
+# reward model's score rose by 3.2 to 3.6).
 assert t1 - t0 > 0.3, (t0, t1)
 
 # %% [markdown]
@@ -420,7 +421,7 @@ else:
 #   little. A policy that writes one review for every prompt is a warning sign even when the curves
 #   look good;
 # * the **labeler's true score** is the one the policy never sees. Here it rises with the reward
-#   model's, by half as much in some runs and as much in others: the policy learned much of what
+#   model's, by about a third as much in the full setting: the policy learned much of what
 #   the labeler wanted, more positive adjectives and fewer malformed reviews. It did not have to.
 #   Where the two curves part (the reward model's score keeps rising while the labeler's stalls
 #   or falls, and the samples show broken words the labeler rejects), the policy has found the
