@@ -193,39 +193,6 @@ class _Kept:
     grid_index: torch.Tensor | None = None
 
 
-# Two grids instead of one when that saves at least this share of the attention's L^2
-# work: a second attention call costs about what this share of one does (measured on
-# 16 rows of up to 45 tokens, forward and backward, 1 and 2 threads).
-SPLIT_GAIN = 0.15
-
-
-def _packed_grids(lengths: torch.Tensor) -> tuple[tuple[tuple[int, int], ...], torch.Tensor]:
-    """The packed attention's grids for rows of ``lengths`` (B,) real tokens, and each row's first slot (B,).
-
-    The work of causal attention on a (b, L) grid grows like b L^2, and one grid is as long
-    as its longest row. When the rows' lengths differ a lot, the shorter rows go into a
-    second, narrower grid: ((b_1, L_1), (b_2, L_2)), the shortest b_1 rows in the first.
-    The grids lie one after the other in one flat buffer; ``row_start[b]`` is where row b's
-    first token goes.
-    """
-    counts = [max(1, n) for n in lengths.tolist()]
-    B, L = len(counts), max(counts)
-    order = sorted(range(B), key=counts.__getitem__)
-    best, split = B * L * L * (1 - SPLIT_GAIN), None
-    for n in range(1, B):  # the n shortest rows in a grid as long as the n-th shortest
-        short = counts[order[n - 1]]
-        cost = n * short * short + (B - n) * L * L
-        if cost < best:
-            best, split = cost, n
-    if split is None:
-        return ((B, L),), torch.arange(B, device=lengths.device) * L
-    short = counts[order[split - 1]]
-    start = [0] * B
-    for slot, b in enumerate(order):
-        start[b] = slot * short if slot < split else split * short + (slot - split) * L
-    return ((split, short), (B - split, L)), torch.tensor(start, device=lengths.device)
-
-
 # ---------------------------------------------------------------- the blocks
 class Conv1D(nn.Module):
     """GPT-2's name for a linear layer that stores its weight as (in, out): y = x @ weight + bias.
@@ -262,10 +229,13 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, attn_bias=None, cache: KVCache | None = None, layer: int = 0, packed_index=None, shape=None,
                 keep: "_Kept | None" = None):
-        if packed_index is not None:
-            return self._packed(x, packed_index, shape, keep)
-        B, T, C = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        if packed_index is None:
+            B, T, C = x.shape
+            qkv = self.c_attn(x)
+        else:  # x holds only the real tokens (N, C): pack each row's q, k, v to the left of a (B, L) grid, zeros after
+            (B, T), C = shape, x.shape[-1]
+            qkv = x.new_zeros(B * T, 3 * C).index_copy_(0, packed_index, self.c_attn(x))
+        qkv = qkv.view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         if cache is None:
             q, k, v = qkv.unbind(0)  # (B, nh, T, hs) each
         elif isinstance(cache, SharedPrompts):
@@ -291,26 +261,8 @@ class CausalSelfAttention(nn.Module):
         else:  # attn_bias (B, 1, T, L): 0 where a query may look, -inf elsewhere
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
-        return _dropout(self.c_proj(y), self.dropout, self.training)
-
-    def _packed(self, x, packed_index, grids, keep):
-        """Attention of the real tokens x (N, C), each row's packed to the left of a row of a grid.
-
-        grids: ((B_1, L_1), ...), laid one after the other in a flat buffer of sum B_k L_k
-        slots, pads (zeros) after each row's real tokens; packed_index: each real token's slot.
-        """
-        C = x.shape[-1]
-        qkv = x.new_zeros(sum(b * L for b, L in grids), 3 * C).index_copy_(0, packed_index, self.c_attn(x))
-        dropout = self.dropout if self.training else 0.0
-        ys, start = [], 0
-        for b, L in grids:
-            part = qkv[start : start + b * L].view(b, L, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
-            y = F.scaled_dot_product_attention(*part.unbind(0), dropout_p=dropout, is_causal=L > 1)  # (b, nh, L, hs)
-            ys.append(y.transpose(1, 2).reshape(b * L, C))
-            start += b * L
-        y = ys[0] if len(ys) == 1 else torch.cat(ys)
-        # (N, C): back to the real tokens (the kept ones when keeping)
-        y = y.index_select(0, packed_index if keep is None else keep.packed_index)
+        if packed_index is not None:  # (N, C): back to the real tokens (the kept ones when keeping)
+            y = y.reshape(B * T, C).index_select(0, packed_index if keep is None else keep.packed_index)
         return _dropout(self.c_proj(y), self.dropout, self.training)
 
 
@@ -407,8 +359,7 @@ class GPT(nn.Module):
         projections, the MLP) on the real tokens only; padded positions come back
         as zeros. For the attention each row's real tokens are packed side by side
         from the left, so plain causal attention is exact for them and the grid is
-        only as long as the longest row (with two grids, one for the short rows, when
-        the lengths differ a lot: ``_packed_grids``). A pad never reaches a real token, so the
+        only as long as the longest row. A pad never reaches a real token, so the
         real positions get the same numbers; a batch that is one third padding then
         costs about two thirds (the "unpadded" or "padding-free" layout of
         FlashAttention's variable-length kernels and Hugging Face's padding-free
@@ -480,13 +431,14 @@ class GPT(nn.Module):
         packed_index, grid = None, (B, T)
         if skip:  # from here on x holds the real tokens only, (N, C)
             real_index = real.flatten().nonzero().squeeze(1)  # (N,): the real tokens of the (B, T) grid, row by row
-            # The attention sees each row's real tokens side by side from column 0 of a grid row,
-            # pads after them: a query's causal past is then exactly its row's earlier real tokens,
-            # so the fused causal kernel needs no mask (FlashAttention's variable-length layout,
-            # padded to the longest row of the grid).
+            # The attention sees each row's real tokens side by side from column 0 of a (B, L) grid, L the
+            # longest row's count, pads after them: a query's causal past is then exactly its row's earlier
+            # real tokens, so the fused causal kernel needs no mask (FlashAttention's variable-length layout,
+            # padded to the longest row).
             rank = real.long().cumsum(dim=1) - 1  # (B, T): each real token's place among its row's real tokens
-            grid, row_start = _packed_grids(rank[:, -1] + 1)
-            packed_index = (row_start[:, None] + rank).flatten().index_select(0, real_index)
+            L = max(1, int(rank[:, -1].max()) + 1)
+            packed_index = (torch.arange(B, device=idx.device)[:, None] * L + rank).flatten().index_select(0, real_index)
+            grid = (B, L)
             idx = idx.flatten().index_select(0, real_index)
             position_ids = position_ids.expand(B, T).flatten().index_select(0, real_index)
         kept = None

@@ -280,8 +280,7 @@ print(asdict(config))
 # About a third of each batch is padding (short prompts, completions that stopped early), so
 # `completion_logprobs_and_entropy` and `completion_values` pass `skip_padding=True`: the
 # per-token layers run on the real tokens only, and for the attention each row's real tokens are
-# packed side by side, where plain causal attention is exact (the short rows get a narrower grid of
-# their own, since causal attention costs the square of the grid's length). They also pass `keep_last`: the
+# packed side by side, where plain causal attention is exact. They also pass `keep_last`: the
 # policy and the critic are read from the last prompt token on, so the last block computes only
 # there (the prompt's earlier tokens still give their keys and values). A pad never reaches a
 # real token and nothing reads the prompt's outputs, so the numbers are the same; only the work

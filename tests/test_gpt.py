@@ -228,31 +228,20 @@ def test_forward_rejects_bad_input():
         GPTConfig(vocab_size=0)
 
 
-@pytest.mark.parametrize("two_grids", [True, False])
 @pytest.mark.parametrize("full_row", [True, False])
-def test_skip_padding_gives_the_padded_numbers_forward_and_backward(full_row, two_grids, monkeypatch):
+def test_skip_padding_gives_the_padded_numbers_forward_and_backward(full_row):
     # Left padding (prompts), right padding (finished completions), both, and none in one batch;
     # without the full row the packed attention grid is shorter than the batch (7 of 9 columns).
-    # The rows' lengths differ enough for the four shorter ones to get a grid of their own
-    # (two grids of two rows or more), unless splitting is switched off.
-    import course_lib.gpt as gpt
-
-    if not two_grids:
-        monkeypatch.setattr(gpt, "SPLIT_GAIN", 1.0)
-    calls = []
-    real_grids = gpt._packed_grids
-    monkeypatch.setattr(gpt, "_packed_grids", lambda lengths: calls.append(real_grids(lengths)[0]) or real_grids(lengths))
     model = tiny_model(24, value_head=True).train()
-    ids = torch.randint(3, 23, (6, 9))
-    mask = torch.ones(6, 9, dtype=torch.long)
+    ids = torch.randint(3, 23, (4, 9))
+    mask = torch.ones(4, 9, dtype=torch.long)
     mask[0, :3] = 0
     mask[1, 6:] = 0
     mask[2, :1] = 0
     mask[2, 7:] = 0
     if not full_row:
         mask[3, :2] = 0
-    mask[5, 2:] = 0
-    probe = torch.randn(6, 9, 16) * mask[..., None]  # a loss on the real positions only
+    probe = torch.randn(4, 9, 16) * mask[..., None]  # a loss on the real positions only
 
     def run(skip):
         model.zero_grad()
@@ -267,7 +256,6 @@ def test_skip_padding_gives_the_padded_numbers_forward_and_backward(full_row, tw
     torch.testing.assert_close(h[real], h_ref[real], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(values[real], values_ref[real], atol=1e-5, rtol=1e-5)
     assert (h[~real] == 0).all()  # pads are not computed at all
-    assert {tuple(b for b, _ in grids) for grids in calls} == {(4, 2) if two_grids else (6,)}
     assert len(grads) == len(grads_ref)
     for mine, reference in zip(grads, grads_ref):
         torch.testing.assert_close(mine, reference, atol=1e-5, rtol=1e-4)
@@ -275,24 +263,11 @@ def test_skip_padding_gives_the_padded_numbers_forward_and_backward(full_row, tw
     torch.testing.assert_close(sequence_logprobs(model, ids, mask, skip_padding=True), sequence_logprobs(model, ids, mask),
                                atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="cache"):
-        model.hidden_states(ids, mask, cache=KVCache(TINY, 6, 9), skip_padding=True)
-
-
-def test_packed_grids_put_the_short_rows_in_a_grid_of_their_own():
-    from course_lib.gpt import _packed_grids
-
-    grids, start = _packed_grids(torch.tensor([3, 40, 2, 38, 4]))
-    assert grids == ((3, 4), (2, 40))  # the three short rows in a (3, 4) grid, then a (2, 40) one
-    # slots: rows sorted by length (2, 0, 4 | 3, 1), each taking a grid row in turn
-    assert start.tolist() == [4, 12 + 40, 0, 12, 8]
-    grids, start = _packed_grids(torch.tensor([30, 28, 31, 29]))  # similar lengths: one grid
-    assert grids == ((4, 31),) and start.tolist() == [0, 31, 62, 93]
-    grids, _ = _packed_grids(torch.tensor([0, 5]))  # a row without real tokens still gets a slot
-    assert sum(b * L for b, L in grids) >= 2
+        model.hidden_states(ids, mask, cache=KVCache(TINY, 4, 9), skip_padding=True)
 
 
 @pytest.mark.parametrize("skip", [False, True])
-@pytest.mark.parametrize("padded", [False, True, "one short row"])
+@pytest.mark.parametrize("padded", [False, True])
 def test_keep_last_gives_the_last_positions_of_the_full_pass_forward_and_backward(skip, padded):
     model = tiny_model(24, value_head=True).train()
     ids = torch.randint(3, 23, (4, 9))
@@ -302,7 +277,7 @@ def test_keep_last_gives_the_last_positions_of_the_full_pass_forward_and_backwar
         mask[1, 6:] = 0
         mask[2, :1] = 0
         mask[2, 7:] = 0
-        mask[3, 4 if padded is True else 2 :] = 0  # a row of 2 tokens gets a packed grid of its own
+        mask[3, 4:] = 0
     K = 4
     probe = torch.randn(4, K, 16) * mask[:, -K:, None]  # a loss on the real kept positions
 
