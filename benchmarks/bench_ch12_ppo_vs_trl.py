@@ -27,9 +27,9 @@ clipped squared error). Minibatches: ``per_device_train_batch_size = batch``,
 ``gradient_accumulation_steps = 1``, ``num_mini_batches = minibatches``, so both take
 one optimiser step per minibatch.
 
-The same arithmetic, less of it. Three things TRL computes and ours does not, none of
-which changes a number that is used (tests in tests/test_gpt.py compare values and
-gradients with the plain padded pass):
+The same arithmetic, less of it. What TRL computes and ours does not, none of which
+changes a number that is used (tests in tests/test_gpt.py and tests/test_reward.py
+compare values and gradients with the plain padded pass):
 
 * the padding (``GPT.hidden_states(..., skip_padding=True)``): the LayerNorms,
   projections and MLPs run on the real tokens only, and for the attention each row's real
@@ -38,8 +38,14 @@ gradients with the plain padded pass):
   15 of the 30 allowed tokens, about a third of the batch is padding;
 * the prompt's outputs (``keep_last``): the policy and the critic read their outputs at
   the last prompt token and after it only, so the last block runs its queries, output
-  projection and MLP there alone; earlier tokens still give their keys and values;
+  projection and MLP there alone; earlier tokens still give their keys and values. The
+  reward model reads one position per text, so its last block runs there alone;
+* the finished completions while sampling: rows that have drawn <eos> leave the KV cache
+  once a quarter of them have, so the later steps run on the rows still writing;
 * the gradient norm, when it clips nothing (``max_grad_norm=inf``, set here to match TRL).
+
+Both take log pi_old from the logits they sampled with (ours: ``generate(...,
+return_logprobs=True)``), not from a second pass of the policy.
 
 Each contender runs in its own process (``--worker``), so peak RSS is its own. A step
 is one PPO iteration: generate, score, advantages, ``epochs`` x ``minibatches`` updates.
