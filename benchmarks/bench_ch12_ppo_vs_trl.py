@@ -6,6 +6,7 @@ TRL is a benchmark-only dependency with its own environment (never the course's)
     build/trl-venv/bin/python benchmarks/bench_ch12_ppo_vs_trl.py --quick   # smoke run, tiny model, 2 steps
     build/trl-venv/bin/python benchmarks/bench_ch12_ppo_vs_trl.py           # the full setting
     build/trl-venv/bin/python benchmarks/bench_ch12_ppo_vs_trl.py --steps 20 --threads 2
+    build/trl-venv/bin/python benchmarks/bench_ch12_ppo_vs_trl.py --steps 12 --rounds 3   # the figures of the notes
 
 TRL 1.12.0 is the last release with a PPO trainer (``trl.experimental.ppo``). Both
 contenders get the same start: the course's base model (policy, and the frozen
@@ -223,7 +224,7 @@ def format_report(config: RLHFConfig, ours: dict, theirs: dict) -> str:
         return (f"{name:<6}{s['median_s']:>10.3f}{s['median_cpu_s']:>12.3f}{s['peak_rss_mb']:>14.0f}"
                 f"{s['rss_before_mb']:>14.0f}{s['reward_2nd_half']:>+18.3f}")
     lines = [
-        f"RLHF-PPO step, median of {max(1, len(ours['seconds']) - 1)} steps after one warm-up; "
+        f"RLHF-PPO step, median of {max(1, len(ours['seconds']) - 1)} timed steps (after a warm-up in each round); "
         f"B={config.batch_size} prompts x {config.max_new_tokens} new tokens, {config.epochs} epochs x "
         f"{config.minibatches} minibatches, {ours['threads']} torch threads, {ours['parameters'] / 1e6:.2f}M-weight policy",
         f"{'':<6}{'s / step':>10}{'CPU s/step':>12}{'peak RSS MiB':>14}{'RSS at start':>14}{'reward, 2nd half':>18}",
@@ -249,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run: FAST base model, batch 8, 2 steps")
     parser.add_argument("--steps", type=int, default=None, help="timed PPO steps (default: the course's full setting)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads in both (default 2)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the contenders this many times, taking turns (ours, TRL, ours, ...), and pool their "
+                             "timed steps, so a machine that slows down or speeds up during the run favours neither")
     parser.add_argument("--reward-model", metavar="KEY", help="use the cached reward-KEY.safetensors (default: reward_config()'s model)")
     parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -256,6 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.steps is not None and args.steps < 1:
         parser.error("--steps must be >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     trl_bridge.require_trl(SCRIPT)
     if args.worker:
         worker(args)
@@ -266,10 +272,14 @@ def main(argv: list[str] | None = None) -> dict:
     models(fast, args.reward_model)  # train and cache the base and reward models once, before the contenders race for them
     passthrough = ([f"--reward-model={args.reward_model}"] if args.reward_model else [])
     passthrough += (["--quick"] if args.quick else []) + ([f"--steps={args.steps}"] if args.steps else []) + [f"--threads={args.threads}"]
-    results = {}
-    for name in ("ours", "trl"):
-        print(f"running {name} ...", flush=True)
-        results[name] = trl_bridge.run_worker(SCRIPT, [f"--worker={name}", *passthrough])
+    runs = {"ours": [], "trl": []}
+    for k in range(args.rounds):
+        for name in runs:
+            print(f"running {name} (round {k + 1} of {args.rounds}) ...", flush=True)
+            runs[name].append(trl_bridge.run_worker(SCRIPT, [f"--worker={name}", *passthrough]))
+        if args.rounds > 1:
+            print(f"round {k + 1}: " + trl_bridge.speedup_line(*(trl_bridge.step_medians(runs[n][-1]) for n in runs)))
+    results = {name: trl_bridge.pool_rounds(r) for name, r in runs.items()}
     print(format_report(config, results["ours"], results["trl"]))
     if args.out:
         Path(args.out).write_text(json.dumps({"config": asdict(config), **results}, indent=1))

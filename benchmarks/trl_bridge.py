@@ -263,6 +263,22 @@ def step_medians(result: dict) -> dict:
             "peak_rss_mb": result["peak_rss_mb"], "rss_before_mb": result["rss_before_mb"]}
 
 
+def pool_rounds(runs: list[dict]) -> dict:
+    """One contender's record from several runs of it: the first run, with the timed steps of the others appended.
+
+    Each run's first step is a warm-up: later runs add ``seconds[1:]`` and ``cpu_seconds[1:]``
+    (``step_medians`` drops the first run's). Rewards, KL and the rest come from the first run
+    (the same seed gives the same run); the peak RSS is the largest.
+    """
+    if not runs:
+        raise ValueError("runs must hold at least one run")
+    pooled = dict(runs[0])
+    for key in ("seconds", "cpu_seconds"):
+        pooled[key] = list(runs[0][key]) + [x for run in runs[1:] for x in run[key][1:]]
+    pooled["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+    return pooled
+
+
 def speedup_line(ours: dict, theirs: dict) -> str:
     """TRL's median step time over ours (wall and CPU), and our peak RSS over TRL's, from two ``step_medians``."""
     return (f"speed-up TRL / ours: wall {theirs['median_s'] / ours['median_s']:.2f}x, "

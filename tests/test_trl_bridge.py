@@ -261,3 +261,16 @@ def test_report_helpers_skip_the_warm_up_and_line_up_runs_of_different_lengths(b
                                                         "s", "ours", "s", "TRL"]
     assert table[3].split() == ["2", "0.30", "0.70", "0.2", "2.0", "3.00", "6.00"]
     assert table[4].split() == ["3", "0.40", "-", "0.3", "-", "2.00", "-"]  # TRL's shorter run: dashes
+
+
+def test_pooled_rounds_drop_every_warm_up_and_keep_the_first_run(bridge):
+    first = {"seconds": [9.0, 1.0, 3.0], "cpu_seconds": [8.0, 1.0, 2.0], "reward": [0.1, 0.2, 0.3], "peak_rss_mb": 300.0}
+    second = {"seconds": [7.0, 5.0, 6.0], "cpu_seconds": [6.0, 4.0, 4.0], "reward": [0.1, 0.2, 0.3], "peak_rss_mb": 350.0}
+    pooled = bridge.pool_rounds([first, second])
+    assert pooled["seconds"] == [9.0, 1.0, 3.0, 5.0, 6.0] and pooled["cpu_seconds"] == [8.0, 1.0, 2.0, 4.0, 4.0]
+    assert pooled["reward"] == first["reward"] and pooled["peak_rss_mb"] == 350.0
+    assert bridge.step_medians({**pooled, "rss_before_mb": 1.0})["median_s"] == 4.0  # of 1, 3, 5, 6
+    assert bridge.pool_rounds([first]) == first
+    with pytest.raises(ValueError, match="runs"):
+        bridge.pool_rounds([])
+
