@@ -466,13 +466,11 @@ def score_texts(model: GPT, prompts: Sequence[str], completions: Sequence[str], 
     (``keep_last=1``), and the padding is skipped (``skip_padding``).
     """
     tokenizer = tokenizer or CharTokenizer()
-    if getattr(model, "value_head", None) is None:
-        raise ValueError("model must have a value head: GPT(config, value_head=True) or with_value_head(base)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
-    with torch.no_grad():
+    with torch.no_grad():  # GPT.values refuses a model without a value head
         for i in range(0, len(prompts), batch_size):
             ids, mask = encode_texts(prompts[i : i + batch_size], completions[i : i + batch_size], tokenizer, device,
                                      max_len=model.config.block_size, pad_left=True)

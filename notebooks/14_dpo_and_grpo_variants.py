@@ -317,10 +317,11 @@ fig.show()
 #
 # * **DPO beats the base model** on the labeler's true score, without a reward model and without
 #   sampling a single completion during training. Per example it learns from it costs a fraction
-#   of PPO: a pair is two forward and backward passes, while a PPO completion is sampled, scored,
-#   passed forward four times and trained on for several epochs by two networks. The whole runs are
-#   much closer (DPO took 60% to 90% of PPO's CPU time in our runs), because DPO takes many more
-#   examples (every pair, in fast mode three times over) than PPO samples completions.
+#   of PPO: a pair is two forward and backward passes, while a PPO completion is sampled, scored
+#   by the reward model, passed through the reference and the critic, and trained on for several
+#   epochs by two networks. The whole runs are much closer (DPO took 60% to 90% of PPO's CPU time
+#   in our runs), because DPO takes many more examples (every pair, in fast mode three times over)
+#   than PPO samples completions.
 # * **DPO's gain is limited, and comes with drift.** Its pairs were sampled from the base model
 #   before training: it cannot *explore*, and it learns nothing about the completions its own updates
 #   make more likely. The falling log-probabilities of section 3 say where probability went: to
